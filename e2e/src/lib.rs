@@ -1,0 +1,1 @@
+//! Test support: a real etcd + kube-apiserver, and nodes/pods as network namespaces.
