@@ -1,3 +1,4 @@
 //! Ocelot core: everything that decides, nothing that does I/O.
 //!
 //! The operator, agent and CLI crates read the world, call into this crate, and write the result.
+pub mod api;

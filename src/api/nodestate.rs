@@ -1,0 +1,244 @@
+//! NodeNetworkState: the desired-state contract between the operator (spec) and one node's agent
+//! (status). It holds only the node's own data; other nodes are read from their Calico Node objects.
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Desired dataplane state of one node, written only by the operator (field manager `ocelot-operator`).
+/// Named after the node.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ocelot.dev",
+    version = "v1alpha1",
+    kind = "NodeNetworkState",
+    plural = "nodenetworkstates",
+    shortname = "nns",
+    status = "NodeNetworkStateStatus",
+    printcolumn(
+        name = "NODE",
+        type_ = "string",
+        json_path = ".spec.node",
+        description = "Node name"
+    ),
+    printcolumn(
+        name = "GENERATION",
+        type_ = "integer",
+        json_path = ".metadata.generation",
+        description = "Spec generation"
+    ),
+    printcolumn(
+        name = "APPLIED",
+        type_ = "integer",
+        json_path = ".status.observedGeneration",
+        description = "Generation the agent applied"
+    ),
+    printcolumn(
+        name = "READY",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "All subsystems applied"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeNetworkStateSpec {
+    /// The node this state is for (equal to metadata.name).
+    pub node: String,
+    /// The node's own blocks, per pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<NodeBlock>,
+    /// BGP settings for this node after merging BGPConfiguration and expanding BGPPeer selectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBGPState>,
+    /// Dataplane settings merged from FelixConfiguration default and node.<name>.
+    #[serde(default)]
+    pub dataplane: DataplaneSettings,
+    /// Address of this node's WireGuard device, from one of its own blocks.
+    #[serde(
+        default,
+        rename = "wireguardInterfaceIPv4Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub wireguard_interface_ipv4_address: Option<String>,
+    /// Pool CIDRs whose pods are masqueraded when leaving all pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat_outgoing_pools: Vec<String>,
+    /// All pool CIDRs (destinations never masqueraded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_pools: Vec<String>,
+    /// Hash of the content above; the agent reports it back as status.appliedHash.
+    #[serde(default)]
+    pub hash: String,
+}
+
+/// One block owned by the node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct NodeBlock {
+    /// The pool the block was carved from.
+    pub pool: String,
+    /// The block CIDR.
+    pub cidr: String,
+}
+
+/// BGP settings of one node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeBGPState {
+    /// The node's AS number after defaulting.
+    pub as_number: u32,
+    /// The node's router ID and source address.
+    #[serde(rename = "ipv4Address")]
+    pub ipv4_address: String,
+    /// Whether this node takes part in the node-to-node mesh.
+    pub mesh: bool,
+    /// TCP port BIRD listens on.
+    pub listen_port: u16,
+    /// BIRD log severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_severity: Option<String>,
+    /// Explicit peers of this node (global, node-specific and reverse), after selector expansion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<BGPPeerTarget>,
+}
+
+/// One explicit BGP session of the node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerTarget {
+    /// BIRD protocol name, e.g. Global_198_19_15_254.
+    pub name: String,
+    /// The BGPPeer object this came from.
+    pub source: String,
+    /// Peer address.
+    #[serde(rename = "peerIP")]
+    pub peer_ip: String,
+    /// Peer port, when not 179.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Peer AS number.
+    pub as_number: u32,
+    /// global or node specific.
+    pub peer_type: String,
+    /// Keep the original next hop (eBGP only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_original_next_hop: bool,
+    /// TTL security hops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<u8>,
+    /// Passive: wait for the peer to connect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
+}
+
+/// Dataplane settings of one node after merging FelixConfiguration objects and defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneSettings {
+    /// WireGuard IPv4 on or off.
+    #[serde(default)]
+    pub wireguard_enabled: bool,
+    /// WireGuard UDP port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_listening_port: Option<i32>,
+    /// WireGuard device name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_interface_name: Option<String>,
+    /// WireGuard device MTU (0 = auto).
+    #[serde(
+        default,
+        rename = "wireguardMTU",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub wireguard_mtu: Option<i32>,
+    /// Routing rule priority for the WireGuard table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_routing_rule_priority: Option<i32>,
+    /// Routing table index for WireGuard routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_routing_table: Option<i64>,
+    /// WireGuard persistent keepalive in seconds (0 = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_keep_alive_seconds: Option<u32>,
+    /// Pod veth MTU (0 = auto from the host MTU and enabled encapsulations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_mtu: Option<i32>,
+    /// Prefix of host-side pod interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_prefix: Option<String>,
+}
+
+/// What the node's agent reports. Written only by that node's agent.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeNetworkStateStatus {
+    /// The spec generation the agent last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The spec hash the agent last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
+    /// Conditions per subsystem: Routes, BGP, WireGuard, IPAM, NAT, and Ready for all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Base64 public key of this node's WireGuard device (the private key never leaves the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_public_key: Option<String>,
+    /// BGP sessions as BIRD reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_peers: Vec<BGPPeerStatusEntry>,
+    /// Address usage per pool on this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipam: Vec<PoolUsage>,
+    /// Pools the node needs a new block from (the operator claims it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_demand: Vec<BlockDemand>,
+}
+
+/// One BGP session as seen by BIRD.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerStatusEntry {
+    /// Peer address.
+    #[serde(rename = "peerIP")]
+    pub peer_ip: String,
+    /// node-to-node mesh, global or node specific.
+    pub peer_type: String,
+    /// BIRD protocol state: up, start, down.
+    pub state: String,
+    /// When the state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// BGP state and details, e.g. Established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+}
+
+/// Address usage of one pool on this node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolUsage {
+    /// Pool name.
+    pub pool: String,
+    /// Blocks of the pool owned by the node.
+    pub blocks: u32,
+    /// Addresses in use.
+    pub in_use: u32,
+    /// Free addresses in the node's blocks.
+    pub free: u32,
+}
+
+/// A request for a new block.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockDemand {
+    /// Pool name.
+    pub pool: String,
+    /// Why, e.g. "no free address for pod external-ns/nginx".
+    pub reason: String,
+}
