@@ -2,3 +2,4 @@
 //!
 //! The operator, agent and CLI crates read the world, call into this crate, and write the result.
 pub mod api;
+pub mod selector;
