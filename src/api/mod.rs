@@ -1,3 +1,6 @@
+// kube-derive printcolumn(...) entries repeat `type_ = "string"`; clippy reads them as duplicate attributes.
+#![allow(clippy::duplicated_attributes)]
+
 //! API types: Calico's `projectcalico.org/v3` kinds with Calico's JSON field names, and Ocelot's own
 //! `ocelot.dev/v1alpha1` NodeNetworkState. Every field carries a doc comment because it becomes the
 //! CRD description that `kubectl explain` prints.
