@@ -74,6 +74,12 @@ fn start_processes(lab: &Lab) -> (lab::LabProcess, Vec<u32>) {
     worker
         .wait_for_log("worker-up", Duration::from_secs(10))
         .unwrap();
+    assert_eq!(worker.log(), "worker-up\n", "the log holds the output only");
+    assert!(
+        std::fs::read_to_string(worker.log_path())
+            .unwrap()
+            .starts_with("# ")
+    );
     let escapee = format!("{}-escapee", lab.prefix());
     lab.node("node2")
         .exec_ok(["setsid", "sh", "-c", "while :; do sleep 1; done", &escapee])

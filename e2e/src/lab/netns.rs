@@ -285,6 +285,7 @@ impl Netns {
             child,
             desc: format!("`{}` in {}", args.join(" "), self.label),
             log,
+            header_len: header.len(),
             status: None,
         })
     }
@@ -297,6 +298,8 @@ pub struct LabProcess {
     child: std::process::Child,
     desc: String,
     log: PathBuf,
+    /// The log starts with the command line, which must not count as output.
+    header_len: usize,
     status: Option<ExitStatus>,
 }
 
@@ -311,10 +314,12 @@ impl LabProcess {
         &self.log
     }
 
-    /// What it has written so far.
+    /// What it has written so far (stdout and stderr, without the command-line header).
     pub fn log(&self) -> String {
         std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| {
+                String::from_utf8_lossy(b.get(self.header_len..).unwrap_or_default()).into_owned()
+            })
             .unwrap_or_default()
     }
 
