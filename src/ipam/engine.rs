@@ -43,22 +43,31 @@ impl IpamConfig {
     }
 }
 
-/// Blocks sort by family, then start address, so range scans find containing/overlapping blocks.
+/// Blocks sort by family, then start address, so range scans find containing/overlapping blocks. The
+/// prefix is part of the key so a mis-sized block sharing a start address (ipam check's "overlap")
+/// does not shadow the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct BlockKey {
     v6: bool,
     start: u128,
+    prefix: u8,
 }
 
 impl BlockKey {
+    /// Upper bound for range scans: sorts after every block starting at `a`.
     pub(crate) fn of_addr(a: IpAddr) -> BlockKey {
         BlockKey {
             v6: a.is_ipv6(),
             start: addr_to_u128(a),
+            prefix: u8::MAX,
         }
     }
     pub(crate) fn of(cidr: &IpNet) -> BlockKey {
-        BlockKey::of_addr(cidr.network())
+        BlockKey {
+            v6: cidr.addr().is_ipv6(),
+            start: addr_to_u128(cidr.network()),
+            prefix: cidr.prefix_len(),
+        }
     }
 }
 
@@ -513,7 +522,7 @@ impl Ipam {
             let end = start + (bl - 1);
             let hit = self
                 .blocks
-                .range(..=BlockKey { v6, start: end })
+                .range(..=BlockKey { v6, start: end, prefix: u8::MAX })
                 .next_back()
                 .filter(|(k, _)| k.v6 == v6)
                 .map(|(k, e)| k.start + u128::from(e.block.size() - 1))
@@ -717,7 +726,7 @@ impl Ipam {
 
     /// A block of `pool` with a free address, scanning from the node's hash position so borrowers spread out.
     fn borrowable(&self, pool: &Pool, node: &str) -> Option<BlockKey> {
-        let lo = BlockKey::of(&pool.cidr);
+        let lo = BlockKey { prefix: 0, ..BlockKey::of(&pool.cidr) };
         let hi = BlockKey::of_addr(pool.cidr.broadcast());
         let n = pool.num_blocks().max(1);
         let mid = BlockKey::of(&pool.block_at(u128::from(fnv32(node)) % n));
