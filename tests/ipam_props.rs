@@ -18,15 +18,35 @@ const POOLS: [(&str, &str, i32, &str); 3] = [
 
 #[derive(Clone, Debug)]
 enum Step {
-    Claim { node: usize, pool: usize },
+    Claim {
+        node: usize,
+        pool: usize,
+    },
     /// `annotated`: the namespace names this pool (used even if its selector excludes the node).
-    Assign { node: usize, annotated: Option<usize> },
-    Explicit { node: usize, offset: u16 },
-    Release { pick: usize, twice: bool },
-    ReleaseAddress { pick: usize },
-    Commit { fail_mask: u64 },
-    DeleteNode { node: usize },
-    TogglePool { pool: usize },
+    Assign {
+        node: usize,
+        annotated: Option<usize>,
+    },
+    Explicit {
+        node: usize,
+        offset: u16,
+    },
+    Release {
+        pick: usize,
+        twice: bool,
+    },
+    ReleaseAddress {
+        pick: usize,
+    },
+    Commit {
+        fail_mask: u64,
+    },
+    DeleteNode {
+        node: usize,
+    },
+    TogglePool {
+        pool: usize,
+    },
     Gc,
 }
 
@@ -55,7 +75,7 @@ fn node_name(i: usize) -> String {
 }
 
 fn labels(i: usize) -> BTreeMap<String, String> {
-    let zone = if i % 2 == 0 { "b" } else { "a" };
+    let zone = if i.is_multiple_of(2) { "b" } else { "a" };
     BTreeMap::from([("zone".to_string(), zone.to_string())])
 }
 
@@ -135,7 +155,7 @@ impl World {
                         && match *sel {
                             "all()" => true,
                             "!all()" => false,
-                            _ => node % 2 == 0,
+                            _ => node.is_multiple_of(2),
                         }
                 })
                 .map(|(p, _)| p.0)
@@ -161,7 +181,13 @@ impl World {
             "{} given to two live pods",
             a.address
         );
-        self.pods.insert(cid, LiveModel { address: a.address, node });
+        self.pods.insert(
+            cid,
+            LiveModel {
+                address: a.address,
+                node,
+            },
+        );
     }
 
     fn apply_lost(&mut self, lost: Vec<Op>) {
@@ -190,7 +216,9 @@ impl World {
         match s {
             Step::Claim { node, pool } => {
                 if self.nodes.contains(&node) {
-                    let _ = self.ipam.claim_block(&node_name(node), POOLS[pool].0, self.now);
+                    let _ = self
+                        .ipam
+                        .claim_block(&node_name(node), POOLS[pool].0, self.now);
                 }
             }
             Step::Assign { node, annotated } => {
@@ -233,13 +261,16 @@ impl World {
                         r = self.ipam.auto_assign(&req, Family::V4, &sel.v4);
                     }
                 }
-                *self.stats.entry(match &r {
-                    Ok(a) if a.borrowed => "borrowed",
-                    Ok(_) => "assigned",
-                    Err(IpamError::BlockLimit { .. }) => "block-limit",
-                    Err(IpamError::PoolsExhausted { .. }) => "exhausted",
-                    Err(_) => "other-error",
-                }).or_default() += 1;
+                *self
+                    .stats
+                    .entry(match &r {
+                        Ok(a) if a.borrowed => "borrowed",
+                        Ok(_) => "assigned",
+                        Err(IpamError::BlockLimit { .. }) => "block-limit",
+                        Err(IpamError::PoolsExhausted { .. }) => "exhausted",
+                        Err(_) => "other-error",
+                    })
+                    .or_default() += 1;
                 match r {
                     Ok(a) => self.record(cid, node, &a, &allowed),
                     Err(
@@ -264,16 +295,29 @@ impl World {
                 let enabled_pool = POOLS
                     .iter()
                     .zip(&self.specs)
-                    .find(|((_, c, _, _), s)| !s.disabled && c.parse::<ipnet::IpNet>().unwrap().contains(&addr))
+                    .find(|((_, c, _, _), s)| {
+                        !s.disabled && c.parse::<ipnet::IpNet>().unwrap().contains(&addr)
+                    })
                     .map(|(p, _)| p.0);
                 match self.ipam.assign_address(&req, addr, self.now) {
                     Ok(a) => {
                         assert_eq!(a.address, addr);
-                        self.record(cid, node, &a, &[enabled_pool.expect("inside an enabled pool")]);
+                        self.record(
+                            cid,
+                            node,
+                            &a,
+                            &[enabled_pool.expect("inside an enabled pool")],
+                        );
                     }
-                    Err(IpamError::AddressInUse { .. }) => assert!(in_use || self.ipam.address_owner(addr).is_some()),
+                    Err(IpamError::AddressInUse { .. }) => {
+                        assert!(in_use || self.ipam.address_owner(addr).is_some())
+                    }
                     Err(IpamError::AddressOutsidePools { .. }) => assert!(enabled_pool.is_none()),
-                    Err(IpamError::NotAffine { .. } | IpamError::BlockLimit { .. } | IpamError::InvalidBlock { .. }) => {}
+                    Err(
+                        IpamError::NotAffine { .. }
+                        | IpamError::BlockLimit { .. }
+                        | IpamError::InvalidBlock { .. },
+                    ) => {}
                     Err(e) => panic!("unexpected explicit error {e}"),
                 }
             }
@@ -288,7 +332,10 @@ impl World {
                 let h = pod_handle(&cid);
                 assert_eq!(self.ipam.release_handle(&h), vec![m.address]);
                 if twice {
-                    assert!(self.ipam.release_handle(&h).is_empty(), "release is idempotent");
+                    assert!(
+                        self.ipam.release_handle(&h).is_empty(),
+                        "release is idempotent"
+                    );
                 }
             }
             Step::ReleaseAddress { pick } => {
@@ -330,7 +377,9 @@ impl World {
             }
             Step::TogglePool { pool } => {
                 self.specs[pool].disabled = !self.specs[pool].disabled;
-                self.ipam.upsert_pool(POOLS[pool].0, &self.specs[pool]).unwrap();
+                self.ipam
+                    .upsert_pool(POOLS[pool].0, &self.specs[pool])
+                    .unwrap();
             }
             Step::Gc => self.gc(false),
         }
@@ -339,10 +388,16 @@ impl World {
     fn gc(&mut self, commit: bool) {
         let pods = self.live_pods();
         let nodes = self.node_set();
-        let d = self.ipam.gc(&GcInput::new(&pods, &nodes, self.now), &self.gc_state);
+        let d = self
+            .ipam
+            .gc(&GcInput::new(&pods, &nodes, self.now), &self.gc_state);
         let live: HashSet<String> = self.pods.keys().map(|c| pod_handle(c)).collect();
         for r in &d.release {
-            assert!(!live.contains(&r.handle), "GC released live pod {}", r.handle);
+            assert!(
+                !live.contains(&r.handle),
+                "GC released live pod {}",
+                r.handle
+            );
             self.ipam.release_handle(&r.handle);
         }
         for f in &d.free_blocks {
@@ -366,15 +421,25 @@ impl World {
             let free = b.unallocated().count() as u32;
             assert_eq!(allocated + free, b.size(), "block {}", b.cidr());
             assert_eq!(&Block::from_spec(&b.to_spec()).unwrap(), b);
-            let pool = self.ipam.pool_of(&b.cidr()).expect("blocks stay inside pools");
+            let pool = self
+                .ipam
+                .pool_of(&b.cidr())
+                .expect("blocks stay inside pools");
             assert_eq!(pool.block_size, b.cidr().prefix_len());
             if let Some(p) = prev {
-                assert!(!p.contains(&b.cidr().network()), "blocks {p} and {} overlap", b.cidr());
+                assert!(
+                    !p.contains(&b.cidr().network()),
+                    "blocks {p} and {} overlap",
+                    b.cidr()
+                );
             }
             prev = Some(b.cidr());
             for (o, a) in b.allocations() {
                 let h = a.handle().unwrap().to_string();
-                assert!(seen.insert(b.address(o), h).is_none(), "address allocated twice");
+                assert!(
+                    seen.insert(b.address(o), h).is_none(),
+                    "address allocated twice"
+                );
             }
         }
         for (cid, m) in &self.pods {

@@ -32,7 +32,10 @@ pub struct Attr {
 
 impl Attr {
     /// Build from a handle and key/value pairs (any order).
-    pub fn new(handle: Option<&str>, secondary: impl IntoIterator<Item = (String, String)>) -> Attr {
+    pub fn new(
+        handle: Option<&str>,
+        secondary: impl IntoIterator<Item = (String, String)>,
+    ) -> Attr {
         let mut v: Vec<(Box<str>, Box<str>)> = secondary
             .into_iter()
             .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
@@ -167,7 +170,9 @@ impl Block {
         }
         let max_len = if cidr.addr().is_ipv4() { 32 } else { 128 };
         if max_len - cidr.prefix_len() > 16 {
-            return Err(bad("blocks larger than 65536 addresses are not supported".into()));
+            return Err(bad(
+                "blocks larger than 65536 addresses are not supported".into()
+            ));
         }
         let size = block_len(&cidr) as usize;
         if spec.allocations.len() != size {
@@ -203,13 +208,17 @@ impl Block {
                 return Err(bad(format!("unallocated lists ordinal {o} twice")));
             }
             if allocations[o as usize].is_some() {
-                return Err(bad(format!("ordinal {o} is both allocated and unallocated")));
+                return Err(bad(format!(
+                    "ordinal {o} is both allocated and unallocated"
+                )));
             }
             seen[o as usize] = true;
             unallocated.push_back(o as u32);
         }
         if let Some(o) = (0..size).find(|&o| !seen[o] && allocations[o].is_none()) {
-            return Err(bad(format!("ordinal {o} is neither allocated nor unallocated")));
+            return Err(bad(format!(
+                "ordinal {o} is neither allocated nor unallocated"
+            )));
         }
         let mut seq_for_alloc = vec![None; size];
         for (k, v) in spec.sequence_number_for_allocation.iter().flatten() {

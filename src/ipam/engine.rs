@@ -154,9 +154,7 @@ impl AssignRequest {
                 s.push((ATTR_TYPE.to_string(), "wireguardTunnelAddress".into()))
             }
             AssignKind::IpipTunnel => s.push((ATTR_TYPE.to_string(), "ipipTunnelAddress".into())),
-            AssignKind::VxlanTunnel => {
-                s.push((ATTR_TYPE.to_string(), "vxlanTunnelAddress".into()))
-            }
+            AssignKind::VxlanTunnel => s.push((ATTR_TYPE.to_string(), "vxlanTunnelAddress".into())),
         }
         Attr::new(Some(&self.handle), s)
     }
@@ -416,7 +414,10 @@ impl Ipam {
         self.pools
             .values()
             .filter(|p| {
-                !p.disabled && p.automatic && p.num_blocks() > 0 && p.node_selector.matches(node_labels)
+                !p.disabled
+                    && p.automatic
+                    && p.num_blocks() > 0
+                    && p.node_selector.matches(node_labels)
             })
             .map(|p| p.name.clone())
             .collect()
@@ -522,7 +523,13 @@ impl Ipam {
             let end = start + (bl - 1);
             let hit = self
                 .blocks
-                .range(..=BlockKey { v6, start: end, prefix: u8::MAX })
+                .range(
+                    ..=BlockKey {
+                        v6,
+                        start: end,
+                        prefix: u8::MAX,
+                    },
+                )
                 .next_back()
                 .filter(|(k, _)| k.v6 == v6)
                 .map(|(k, e)| k.start + u128::from(e.block.size() - 1))
@@ -531,7 +538,11 @@ impl Ipam {
                 None => return Some(pool.block_at(i)),
                 Some(b_end) => {
                     // Skip every subnet the obstacle covers (a larger foreign block covers several).
-                    let next = if b_end >= end { (b_end - base) / bl + 1 } else { i + 1 };
+                    let next = if b_end >= end {
+                        (b_end - base) / bl + 1
+                    } else {
+                        i + 1
+                    };
                     let next = next.min(n);
                     visited += next - i;
                     i = if next >= n { 0 } else { next };
@@ -726,7 +737,10 @@ impl Ipam {
 
     /// A block of `pool` with a free address, scanning from the node's hash position so borrowers spread out.
     fn borrowable(&self, pool: &Pool, node: &str) -> Option<BlockKey> {
-        let lo = BlockKey { prefix: 0, ..BlockKey::of(&pool.cidr) };
+        let lo = BlockKey {
+            prefix: 0,
+            ..BlockKey::of(&pool.cidr)
+        };
         let hi = BlockKey::of_addr(pool.cidr.broadcast());
         let n = pool.num_blocks().max(1);
         let mid = BlockKey::of(&pool.block_at(u128::from(fnv32(node)) % n));
@@ -877,7 +891,10 @@ impl Ipam {
     }
 
     fn release_at(&mut self, key: BlockKey, ord: u32) -> IpAddr {
-        let e = self.blocks.get_mut(&key).expect("index points at live blocks");
+        let e = self
+            .blocks
+            .get_mut(&key)
+            .expect("index points at live blocks");
         e.touch();
         let address = e.block.address(ord);
         let attr = e.block.release_ordinal(ord);
@@ -1062,7 +1079,10 @@ impl Ipam {
             }
         }
         if let Some(n) = e.block.node() {
-            self.node_blocks.entry(n.to_string()).or_default().insert(key);
+            self.node_blocks
+                .entry(n.to_string())
+                .or_default()
+                .insert(key);
         }
         self.blocks.insert(key, e);
     }
@@ -1093,9 +1113,13 @@ impl Ipam {
 
     /// Whether an allocation's handle marks a node tunnel address, and for which node.
     pub fn tunnel_node(handle: &str) -> Option<&str> {
-        [WIREGUARD_HANDLE_PREFIX, IPIP_HANDLE_PREFIX, VXLAN_HANDLE_PREFIX]
-            .iter()
-            .find_map(|p| handle.strip_prefix(p))
+        [
+            WIREGUARD_HANDLE_PREFIX,
+            IPIP_HANDLE_PREFIX,
+            VXLAN_HANDLE_PREFIX,
+        ]
+        .iter()
+        .find_map(|p| handle.strip_prefix(p))
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&BlockKey, &Block)> {

@@ -42,7 +42,9 @@ pub enum IpamError {
         reason: String,
     },
     /// An annotation value that is not a JSON list of strings.
-    #[error("{source_kind} {annotation} is not a JSON list of strings ({reason}); write it like '[\"default-ipv4-ippool\"]'")]
+    #[error(
+        "{source_kind} {annotation} is not a JSON list of strings ({reason}); write it like '[\"default-ipv4-ippool\"]'"
+    )]
     MalformedAnnotation {
         /// Annotation key.
         annotation: String,
@@ -52,7 +54,9 @@ pub enum IpamError {
         reason: String,
     },
     /// An annotation names a pool (by name or CIDR) that does not exist.
-    #[error("the {source_kind} names IP pool {pool}, which does not exist; create the pool or fix the annotation")]
+    #[error(
+        "the {source_kind} names IP pool {pool}, which does not exist; create the pool or fix the annotation"
+    )]
     UnknownPool {
         /// The pool name or CIDR as written.
         pool: String,
@@ -60,7 +64,9 @@ pub enum IpamError {
         source_kind: PoolSource,
     },
     /// An annotation names a disabled pool.
-    #[error("the {source_kind} names IP pool {pool}, which is disabled; enable the pool or name another one")]
+    #[error(
+        "the {source_kind} names IP pool {pool}, which is disabled; enable the pool or name another one"
+    )]
     PoolDisabled {
         /// Pool name.
         pool: String,
@@ -68,7 +74,9 @@ pub enum IpamError {
         source_kind: PoolSource,
     },
     /// An annotation names a pool of the other address family.
-    #[error("the {source_kind} lists IP pool {pool} under the {wanted} key, but the pool is {actual}; move it to the matching ipv4pools/ipv6pools annotation")]
+    #[error(
+        "the {source_kind} lists IP pool {pool} under the {wanted} key, but the pool is {actual}; move it to the matching ipv4pools/ipv6pools annotation"
+    )]
     PoolWrongFamily {
         /// Pool name.
         pool: String,
@@ -80,7 +88,9 @@ pub enum IpamError {
         actual: Family,
     },
     /// A pool whose allowedUses exclude what the address is for.
-    #[error("IP pool {pool} does not allow {usage} addresses (allowedUses); add it to allowedUses or pick another pool")]
+    #[error(
+        "IP pool {pool} does not allow {usage} addresses (allowedUses); add it to allowedUses or pick another pool"
+    )]
     PoolNotForUse {
         /// Pool name.
         pool: String,
@@ -88,7 +98,9 @@ pub enum IpamError {
         usage: String,
     },
     /// No pool qualifies for the node.
-    #[error("no enabled {family} IP pool selects node {node}; create a pool whose nodeSelector matches the node, or annotate the namespace or pod with cni.projectcalico.org/ipv4pools")]
+    #[error(
+        "no enabled {family} IP pool selects node {node}; create a pool whose nodeSelector matches the node, or annotate the namespace or pod with cni.projectcalico.org/ipv4pools"
+    )]
     NoPoolForNode {
         /// Node name.
         node: String,
@@ -102,13 +114,17 @@ pub enum IpamError {
         reason: String,
     },
     /// An explicitly requested address is not inside any enabled pool.
-    #[error("address {address} is outside every enabled IP pool; request an address inside a pool or create a pool covering it")]
+    #[error(
+        "address {address} is outside every enabled IP pool; request an address inside a pool or create a pool covering it"
+    )]
     AddressOutsidePools {
         /// The requested address.
         address: IpAddr,
     },
     /// strictAffinity forbids using another node's block.
-    #[error("address {address} is in block {block} of {owner}, and strictAffinity forbids using another node's block; request an address in a block of this node")]
+    #[error(
+        "address {address} is in block {block} of {owner}, and strictAffinity forbids using another node's block; request an address in a block of this node"
+    )]
     NotAffine {
         /// The requested address.
         address: IpAddr,
@@ -118,7 +134,9 @@ pub enum IpamError {
         owner: String,
     },
     /// An explicitly requested address is already assigned.
-    #[error("address {address} is already in use by handle {handle}; release it first (ocelotctl ipam release --ip={address}) or request another address")]
+    #[error(
+        "address {address} is already in use by handle {handle}; release it first (ocelotctl ipam release --ip={address}) or request another address"
+    )]
     AddressInUse {
         /// The requested address.
         address: IpAddr,
@@ -127,7 +145,9 @@ pub enum IpamError {
     },
     /// The node has no free address in its blocks of these pools and may claim one: the operator should
     /// claim a block from `pool` for `node` (this is the agent's "need a block" signal, not a failure).
-    #[error("node {node} has no free address in its blocks of IP pool {pool}; a new block from {pool} must be claimed for it")]
+    #[error(
+        "node {node} has no free address in its blocks of IP pool {pool}; a new block from {pool} must be claimed for it"
+    )]
     NeedBlock {
         /// Node name.
         node: String,
@@ -135,7 +155,9 @@ pub enum IpamError {
         pool: String,
     },
     /// The node already has `maxBlocksPerHost` blocks.
-    #[error("node {node} has reached the limit of {limit} blocks per host and they are full; raise IPAMConfiguration maxBlocksPerHost or use a larger blockSize")]
+    #[error(
+        "node {node} has reached the limit of {limit} blocks per host and they are full; raise IPAMConfiguration maxBlocksPerHost or use a larger blockSize"
+    )]
     BlockLimit {
         /// Node name.
         node: String,
@@ -157,7 +179,9 @@ pub enum IpamError {
         reason: String,
     },
     /// A block that should be empty still holds addresses.
-    #[error("IPAM block {block} still has {allocated} addresses allocated; release them before freeing the block")]
+    #[error(
+        "IPAM block {block} still has {allocated} addresses allocated; release them before freeing the block"
+    )]
     BlockNotEmpty {
         /// Block CIDR.
         block: IpNet,

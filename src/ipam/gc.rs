@@ -1,6 +1,7 @@
 //! Garbage-collection decisions (Calico kube-controllers' IPAM GC, §6.6): which handles to release and
 //! which blocks to free, given what is alive now. The engine only decides; the operator re-checks and
 //! applies the decisions with [`Ipam::release_handle`] and [`Ipam::free_block`] and commits them.
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -134,16 +135,26 @@ impl Ipam {
             .iter()
             .filter_map(|p| p.container_id.as_deref())
             .collect();
-        let by_name: HashMap<(&str, &str), &LivePod> = input
+        // Built only if some allocation's sandbox is not alive (rare in a steady cluster).
+        let by_name: OnceCell<HashMap<(&str, &str), &LivePod>> = OnceCell::new();
+        let by_name = || {
+            by_name.get_or_init(|| {
+                input
+                    .pods
+                    .iter()
+                    .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
+                    .collect()
+            })
+        };
+        let live_ips: HashSet<IpAddr> = input
             .pods
             .iter()
-            .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
+            .flat_map(|p| p.ips.iter().copied())
             .collect();
-        let live_ips: HashSet<IpAddr> = input.pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
 
         let mut next = GcState::default();
         // Per handle: the worst verdict over its addresses decides (any valid address keeps it).
-        let mut verdicts: HashMap<&str, (Verdict, Vec<IpAddr>)> = HashMap::new();
+        let mut verdicts: HashMap<&str, Verdict> = HashMap::with_capacity(self.handle_count());
         for (_, b) in self.entries() {
             for (ord, a) in b.allocations() {
                 let Some(handle) = a.handle() else { continue };
@@ -158,16 +169,27 @@ impl Ipam {
                     } else {
                         Verdict::Leak(LeakReason::NodeGone)
                     }
-                } else if a.get(ATTR_TYPE).is_some_and(|t| t.ends_with("TunnelAddress")) {
-                    if node_live { Verdict::Valid } else { Verdict::Leak(LeakReason::NodeGone) }
+                } else if a
+                    .get(ATTR_TYPE)
+                    .is_some_and(|t| t.ends_with("TunnelAddress"))
+                {
+                    if node_live {
+                        Verdict::Valid
+                    } else {
+                        Verdict::Leak(LeakReason::NodeGone)
+                    }
                 } else if let (Some(ns), Some(pod)) = (a.get(ATTR_NAMESPACE), a.get(ATTR_POD)) {
                     let cid = handle.strip_prefix(POD_HANDLE_PREFIX);
                     let same_sandbox = cid.is_some_and(|c| by_cid.contains(c));
-                    let named = by_name.get(&(ns, pod)).is_some_and(|p| {
-                        // The pod exists, here, and has not yet said which sandbox or address is its own.
-                        node.is_none_or(|n| n == p.node) && p.container_id.is_none() && p.ips.is_empty()
-                    });
-                    if same_sandbox || named {
+                    let named = || {
+                        by_name().get(&(ns, pod)).is_some_and(|p| {
+                            // The pod exists, here, and has not yet said which sandbox or address is its own.
+                            node.is_none_or(|n| n == p.node)
+                                && p.container_id.is_none()
+                                && p.ips.is_empty()
+                        })
+                    };
+                    if same_sandbox || named() {
                         Verdict::Valid
                     } else if !node_live {
                         Verdict::Leak(LeakReason::NodeGone)
@@ -177,26 +199,28 @@ impl Ipam {
                 } else {
                     Verdict::Valid
                 };
-                let slot = verdicts.entry(handle).or_insert((Verdict::Leak(LeakReason::NodeGone), Vec::new()));
-                slot.0 = match (slot.0, v) {
+                let slot = verdicts.entry(handle).or_insert(v);
+                *slot = match (*slot, v) {
                     (Verdict::Valid, _) | (_, Verdict::Valid) => Verdict::Valid,
                     (Verdict::Candidate, _) | (_, Verdict::Candidate) => Verdict::Candidate,
-                    (Verdict::Leak(LeakReason::PodGone), _) | (_, Verdict::Leak(LeakReason::PodGone)) => {
-                        Verdict::Leak(LeakReason::PodGone)
-                    }
+                    (Verdict::Leak(LeakReason::PodGone), _)
+                    | (_, Verdict::Leak(LeakReason::PodGone)) => Verdict::Leak(LeakReason::PodGone),
                     _ => Verdict::Leak(LeakReason::NodeGone),
                 };
-                slot.1.push(addr);
             }
         }
         let mut release = Vec::new();
         let mut released: HashSet<IpAddr> = HashSet::new();
-        for (handle, (v, addrs)) in verdicts {
+        for (handle, v) in verdicts {
             let reason = match v {
                 Verdict::Valid => continue,
                 Verdict::Leak(r) => r,
                 Verdict::Candidate => {
-                    let first = state.leak_first_seen.get(handle).copied().unwrap_or(input.now);
+                    let first = state
+                        .leak_first_seen
+                        .get(handle)
+                        .copied()
+                        .unwrap_or(input.now);
                     if elapsed(first, input.now) < input.grace {
                         next.leak_first_seen.insert(handle.to_string(), first);
                         continue;
@@ -204,6 +228,8 @@ impl Ipam {
                     LeakReason::PodGone
                 }
             };
+            // Addresses only for the few released handles: most GC runs release almost nothing.
+            let addrs = self.handle_addresses(handle);
             released.extend(addrs.iter().copied());
             release.push(ReleaseHandle {
                 handle: handle.to_string(),
@@ -218,7 +244,9 @@ impl Ipam {
         let mut freed_per_node: HashMap<&str, usize> = HashMap::new();
         let mut live_empty: Vec<(&str, IpNet)> = Vec::new();
         for (_, b) in self.entries() {
-            let empty = b.allocations().all(|(o, _)| released.contains(&b.address(o)));
+            let empty = b
+                .allocations()
+                .all(|(o, _)| released.contains(&b.address(o)));
             if !empty {
                 continue;
             }
@@ -246,8 +274,13 @@ impl Ipam {
         }
         // Empty blocks of live nodes: keep each node's last block; free the rest after the grace period.
         for (node, cidr) in live_empty {
-            let first = state.empty_first_seen.get(&cidr).copied().unwrap_or(input.now);
-            let remaining = self.node_block_count(node) - freed_per_node.get(node).copied().unwrap_or(0);
+            let first = state
+                .empty_first_seen
+                .get(&cidr)
+                .copied()
+                .unwrap_or(input.now);
+            let remaining =
+                self.node_block_count(node) - freed_per_node.get(node).copied().unwrap_or(0);
             if remaining > 1 && elapsed(first, input.now) >= input.grace {
                 *freed_per_node.entry(node).or_default() += 1;
                 free_blocks.push(free(cidr, Some(node), FreeReason::Unused));

@@ -21,7 +21,9 @@ pub use engine::{
     IpamConfig, Op, OpKind, WriteKind,
 };
 pub use error::{IpamError, PoolSource};
-pub use gc::{FreeBlock, FreeReason, GcDecision, GcInput, GcState, LeakReason, LivePod, ReleaseHandle};
+pub use gc::{
+    FreeBlock, FreeReason, GcDecision, GcInput, GcState, LeakReason, LivePod, ReleaseHandle,
+};
 pub use pool::{
     ANNOTATION_IP_ADDRS, ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS, FamilyPools, PodContext,
     Pool, PoolSelection,

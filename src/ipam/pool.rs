@@ -63,9 +63,8 @@ impl Pool {
                 "cidr {cidr} is smaller than one block (blockSize {bs})"
             )));
         }
-        let parse_sel = |field: &str, s: &str| {
-            Selector::parse(s).map_err(|e| bad(format!("{field}: {e}")))
-        };
+        let parse_sel =
+            |field: &str, s: &str| Selector::parse(s).map_err(|e| bad(format!("{field}: {e}")));
         Ok(Pool {
             name: name.to_string(),
             cidr,
@@ -93,7 +92,11 @@ impl Pool {
             return 0;
         }
         let bits = u32::from(self.block_size - p);
-        if bits >= 128 { u128::MAX } else { 1u128 << bits }
+        if bits >= 128 {
+            u128::MAX
+        } else {
+            1u128 << bits
+        }
     }
 
     /// Addresses per block.
@@ -111,7 +114,11 @@ impl Pool {
     /// Total addresses in the pool.
     pub fn size(&self) -> u128 {
         let bits = u32::from(self.cidr.max_prefix_len() - self.cidr.prefix_len());
-        if bits >= 128 { u128::MAX } else { 1u128 << bits }
+        if bits >= 128 {
+            u128::MAX
+        } else {
+            1u128 << bits
+        }
     }
 
     /// Whether the pool's addresses may be used for `usage`.
@@ -288,9 +295,12 @@ pub(crate) fn select(
         PoolSource::PodAnnotation,
     )? {
         for s in list {
-            let a: IpAddr = s.trim().parse().map_err(|_| IpamError::BadExplicitAddress {
-                reason: format!("{s:?} is not an IP address"),
-            })?;
+            let a: IpAddr = s
+                .trim()
+                .parse()
+                .map_err(|_| IpamError::BadExplicitAddress {
+                    reason: format!("{s:?} is not an IP address"),
+                })?;
             if explicit.iter().any(|e: &IpAddr| e.is_ipv4() == a.is_ipv4()) {
                 return Err(IpamError::BadExplicitAddress {
                     reason: "at most one IPv4 and one IPv6 address may be requested".into(),

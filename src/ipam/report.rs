@@ -191,7 +191,8 @@ impl Ipam {
             match self.pool_of(&cidr) {
                 None => r.orphaned_blocks.push(cidr),
                 Some(p) if p.block_size != cidr.prefix_len() => {
-                    r.wrong_size_blocks.push((cidr, p.name.clone(), p.block_size))
+                    r.wrong_size_blocks
+                        .push((cidr, p.name.clone(), p.block_size))
                 }
                 Some(_) => {}
             }
@@ -217,10 +218,10 @@ impl Ipam {
                 for (o, at) in blk.allocations() {
                     let addr = blk.address(o);
                     if a.contains(&addr) && b.contains(&addr) {
-                        owners
-                            .entry(addr)
-                            .or_default()
-                            .push(format!("{} in block {cidr}", at.handle().unwrap_or("<no handle>")));
+                        owners.entry(addr).or_default().push(format!(
+                            "{} in block {cidr}",
+                            at.handle().unwrap_or("<no handle>")
+                        ));
                     }
                 }
             }
@@ -307,7 +308,13 @@ impl ShowReport {
             ]
         };
         for p in &self.pools {
-            rows.push(row("IP Pool", p.cidr.to_string(), p.total, p.in_use, p.free));
+            rows.push(row(
+                "IP Pool",
+                p.cidr.to_string(),
+                p.total,
+                p.in_use,
+                p.free,
+            ));
             if show_blocks {
                 for b in &p.blocks {
                     rows.push(row("Block", b.cidr.to_string(), b.total, b.in_use, b.free));

@@ -24,7 +24,9 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn pool(cidr: &str, block_size: Option<i32>, selector: &str) -> IPPoolSpec {
@@ -39,8 +41,11 @@ fn pool(cidr: &str, block_size: Option<i32>, selector: &str) -> IPPoolSpec {
 /// The seed lab: default-ipv4-ippool 198.19.16.0/21 (all()), external-pool 198.19.24.0/21 /29 (!all()).
 fn seed() -> Ipam {
     let mut ipam = Ipam::new(IpamConfig::default());
-    ipam.upsert_pool("default-ipv4-ippool", &pool("198.19.16.0/21", None, "all()"))
-        .unwrap();
+    ipam.upsert_pool(
+        "default-ipv4-ippool",
+        &pool("198.19.16.0/21", None, "all()"),
+    )
+    .unwrap();
     ipam.upsert_pool("external-pool", &pool("198.19.24.0/21", Some(29), "!all()"))
         .unwrap();
     ipam
@@ -63,7 +68,9 @@ fn seed_node_gets_a_26_of_the_default_pool_and_its_blackhole() {
     let mut ipam = seed();
     let labels = map(&[("kubernetes.io/hostname", "node1")]);
     assert_eq!(ipam.pools_for_node(&labels), vec!["default-ipv4-ippool"]);
-    let claim = ipam.claim_block("node1", "default-ipv4-ippool", t(0)).unwrap();
+    let claim = ipam
+        .claim_block("node1", "default-ipv4-ippool", t(0))
+        .unwrap();
     assert_eq!(claim.cidr.prefix_len(), 26);
     assert!(net("198.19.16.0/21").contains(&claim.cidr));
     assert_eq!(claim.affinity_name, format!("node1-{}", claim.block_name));
@@ -91,15 +98,24 @@ fn seed_node_gets_a_26_of_the_default_pool_and_its_blackhole() {
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].kind, WriteKind::Create);
     assert_eq!(writes[0].spec.affinity.as_deref(), Some("host:node1"));
-    assert_eq!(writes[0].spec.attributes[0].handle_id.as_deref(), Some("k8s-pod-network.c1"));
-    assert_eq!(writes[0].spec.attributes[0].secondary["namespace"], "default");
+    assert_eq!(
+        writes[0].spec.attributes[0].handle_id.as_deref(),
+        Some("k8s-pod-network.c1")
+    );
+    assert_eq!(
+        writes[0].spec.attributes[0].secondary["namespace"],
+        "default"
+    );
     assert_eq!(writes[0].spec.attributes[0].secondary["pod"], "nginx");
     assert_eq!(writes[0].spec.attributes[0].secondary["node"], "node1");
     assert_eq!(
         writes[0].spec.attributes[0].secondary["timestamp"],
         "2023-11-14T22:13:21Z"
     );
-    assert_eq!(writes[0].affinity.as_ref().unwrap().1, affinity_spec("node1", &claim.cidr));
+    assert_eq!(
+        writes[0].affinity.as_ref().unwrap().1,
+        affinity_spec("node1", &claim.cidr)
+    );
 }
 
 #[test]
@@ -156,7 +172,8 @@ fn annotation_errors_name_pool_and_source() {
     let mut disabled = pool("198.19.40.0/21", None, "all()");
     disabled.disabled = true;
     ipam.upsert_pool("off", &disabled).unwrap();
-    ipam.upsert_pool("v6", &pool("fd00::/48", None, "all()")).unwrap();
+    ipam.upsert_pool("v6", &pool("fd00::/48", None, "all()"))
+        .unwrap();
     let labels = empty();
     let run = |pod: &[(&str, &str)], ns: &[(&str, &str)]| {
         let p = map(pod);
@@ -178,11 +195,15 @@ fn annotation_errors_name_pool_and_source() {
     );
     assert!(e.to_string().contains("pod annotation names IP pool nope"));
     let e = run(&[], &[(ANNOTATION_IPV4_POOLS, r#"["off"]"#)]).unwrap_err();
-    assert!(matches!(e, IpamError::PoolDisabled { ref pool, source_kind: PoolSource::NamespaceAnnotation } if pool == "off"));
+    assert!(
+        matches!(e, IpamError::PoolDisabled { ref pool, source_kind: PoolSource::NamespaceAnnotation } if pool == "off")
+    );
     let e = run(&[(ANNOTATION_IPV4_POOLS, r#"["v6"]"#)], &[]).unwrap_err();
     assert!(matches!(e, IpamError::PoolWrongFamily { ref pool, .. } if pool == "v6"));
     let e = run(&[], &[(ANNOTATION_IPV6_POOLS, "[oops")]).unwrap_err();
-    assert!(matches!(e, IpamError::MalformedAnnotation { ref annotation, source_kind: PoolSource::NamespaceAnnotation, .. } if annotation == ANNOTATION_IPV6_POOLS));
+    assert!(
+        matches!(e, IpamError::MalformedAnnotation { ref annotation, source_kind: PoolSource::NamespaceAnnotation, .. } if annotation == ANNOTATION_IPV6_POOLS)
+    );
     // Disabled pools are never auto-assigned from.
     let sel = run(&[], &[]).unwrap();
     assert_eq!(sel.v4.pools, vec!["default-ipv4-ippool"]);
@@ -204,15 +225,29 @@ fn explicit_addresses() {
         .unwrap();
     assert_eq!(sel.explicit, vec![ip("198.19.28.208")]);
     let req = AssignRequest::pod("c1", "external-ns", "nginx", "node1", t(0));
-    let a = ipam.assign_address(&req, ip("198.19.28.208"), t(0)).unwrap();
+    let a = ipam
+        .assign_address(&req, ip("198.19.28.208"), t(0))
+        .unwrap();
     assert_eq!(a.address, ip("198.19.28.208"));
     assert_eq!(a.block, net("198.19.28.208/29"));
     assert_eq!(ipam.node_blocks("node1"), vec![net("198.19.28.208/29")]);
     let req2 = AssignRequest::pod("c2", "external-ns", "other", "node1", t(0));
-    let e = ipam.assign_address(&req2, ip("198.19.28.208"), t(0)).unwrap_err();
-    assert!(e.to_string().contains("198.19.28.208 is already in use by handle k8s-pod-network.c1"));
-    let e = ipam.assign_address(&req2, ip("10.0.0.1"), t(0)).unwrap_err();
-    assert_eq!(e, IpamError::AddressOutsidePools { address: ip("10.0.0.1") });
+    let e = ipam
+        .assign_address(&req2, ip("198.19.28.208"), t(0))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("198.19.28.208 is already in use by handle k8s-pod-network.c1")
+    );
+    let e = ipam
+        .assign_address(&req2, ip("10.0.0.1"), t(0))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        IpamError::AddressOutsidePools {
+            address: ip("10.0.0.1")
+        }
+    );
     let bad = map(&[(ANNOTATION_IP_ADDRS, r#"["10.0.0.1","10.0.0.2"]"#)]);
     let e2 = empty();
     assert!(matches!(
@@ -230,12 +265,20 @@ fn explicit_addresses() {
 fn names_and_block_spec_round_trip() {
     assert_eq!(block_name(&net("198.19.22.128/26")), "198-19-22-128-26");
     assert_eq!(block_name(&net("fd00:1::/122")), "fd00-1---122");
-    assert_eq!(affinity_name("node1", &net("198.19.22.128/26")), "node1-198-19-22-128-26");
+    assert_eq!(
+        affinity_name("node1", &net("198.19.22.128/26")),
+        "node1-198-19-22-128-26"
+    );
     let long = "n".repeat(260);
     let an = affinity_name(&long, &net("198.19.22.128/26"));
     assert_eq!(an.len(), 252);
 
-    let mut b = Block::new(net("198.19.22.128/26"), Some(host_affinity("node1")), None, 7);
+    let mut b = Block::new(
+        net("198.19.22.128/26"),
+        Some(host_affinity("node1")),
+        None,
+        7,
+    );
     let a1 = Attr::new(Some("h1"), [("pod".to_string(), "p1".to_string())]);
     let a2 = Attr::new(Some("h2"), [("pod".to_string(), "p2".to_string())]);
     assert_eq!(b.assign_next(&a1, 8), Some(0));
@@ -243,7 +286,11 @@ fn names_and_block_spec_round_trip() {
     assert_eq!(b.assign_next(&a1, 8), Some(2)); // shares attribute 0
     assert_eq!(b.to_spec().attributes.len(), 2);
     assert!(b.release_ordinal(0).is_some());
-    assert_eq!(b.to_spec().attributes.len(), 2, "still referenced by ordinal 2");
+    assert_eq!(
+        b.to_spec().attributes.len(),
+        2,
+        "still referenced by ordinal 2"
+    );
     assert!(b.release_ordinal(2).is_some());
     let spec = b.to_spec();
     // h1's record is gone and h2's index was compacted to 0.
@@ -252,7 +299,10 @@ fn names_and_block_spec_round_trip() {
     // Release appends: FIFO reuse.
     assert_eq!(&spec.unallocated[spec.unallocated.len() - 2..], &[0, 2]);
     assert_eq!(spec.unallocated[0], 3);
-    assert_eq!(spec.sequence_number_for_allocation.as_ref().unwrap()["1"], 8);
+    assert_eq!(
+        spec.sequence_number_for_allocation.as_ref().unwrap()["1"],
+        8
+    );
     assert!(b.release_ordinal(0).is_none(), "double release is a no-op");
     let back = Block::from_spec(&spec).unwrap();
     assert_eq!(back, b);
@@ -271,7 +321,12 @@ fn inconsistent_block_specs_are_refused() {
     assert!(Block::from_spec(&s).is_err());
     let mut s = good.clone();
     s.unallocated.pop();
-    assert!(Block::from_spec(&s).unwrap_err().to_string().contains("neither allocated"));
+    assert!(
+        Block::from_spec(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("neither allocated")
+    );
     let mut s = good.clone();
     s.allocations[0] = Some(3);
     assert!(Block::from_spec(&s).is_err());
@@ -285,7 +340,10 @@ fn block_choice_is_deterministic_and_skips_taken() {
     let mut a = seed();
     let b = seed();
     let c1 = a.claim_block("node7", "default-ipv4-ippool", t(0)).unwrap();
-    assert_eq!(b.find_free_block("default-ipv4-ippool", "node7"), Some(c1.cidr));
+    assert_eq!(
+        b.find_free_block("default-ipv4-ippool", "node7"),
+        Some(c1.cidr)
+    );
     let c2 = a.claim_block("node7", "default-ipv4-ippool", t(0)).unwrap();
     assert_ne!(c1.cidr, c2.cidr);
     // Every /26 of a /21 can be claimed exactly once (32 blocks), then the pool is exhausted.
@@ -295,7 +353,9 @@ fn block_choice_is_deterministic_and_skips_taken() {
     });
     let mut seen = HashSet::from([c1.cidr, c2.cidr]);
     for i in 0..30 {
-        let c = a.claim_block(&format!("n{i}"), "default-ipv4-ippool", t(0)).unwrap();
+        let c = a
+            .claim_block(&format!("n{i}"), "default-ipv4-ippool", t(0))
+            .unwrap();
         assert!(seen.insert(c.cidr));
     }
     assert!(matches!(
@@ -310,7 +370,8 @@ fn block_limit_and_borrowing() {
         strict_affinity: false,
         max_blocks_per_host: 1,
     });
-    ipam.upsert_pool("p", &pool("10.0.0.0/29", Some(30), "all()")).unwrap();
+    ipam.upsert_pool("p", &pool("10.0.0.0/29", Some(30), "all()"))
+        .unwrap();
     let fp = FamilyPools {
         pools: vec!["p".into()],
         source: PoolSource::NodeSelector,
@@ -329,7 +390,9 @@ fn block_limit_and_borrowing() {
     // b has no block and one is free: demand.
     let rb = AssignRequest::pod("b0", "ns", "b0", "b", t(0));
     assert_eq!(
-        ipam.auto_assign(&rb, Family::V4, &fp).unwrap_err().needs_block(),
+        ipam.auto_assign(&rb, Family::V4, &fp)
+            .unwrap_err()
+            .needs_block(),
         Some(("b", "p"))
     );
     // c claims the last block; now b cannot claim and borrows from c's block.
@@ -359,8 +422,14 @@ fn release_by_handle_is_idempotent_and_by_address() {
     let r = AssignRequest::pod("c1", "ns", "p", "n", t(0));
     let a1 = ipam.auto_assign(&r, Family::V4, &fp).unwrap();
     let a2 = ipam.auto_assign(&r, Family::V4, &fp).unwrap();
-    assert_eq!(ipam.handle_addresses("k8s-pod-network.c1"), vec![a1.address, a2.address]);
-    assert_eq!(ipam.release_address(a2.address).as_deref(), Some("k8s-pod-network.c1"));
+    assert_eq!(
+        ipam.handle_addresses("k8s-pod-network.c1"),
+        vec![a1.address, a2.address]
+    );
+    assert_eq!(
+        ipam.release_address(a2.address).as_deref(),
+        Some("k8s-pod-network.c1")
+    );
     assert_eq!(ipam.release_address(a2.address), None);
     assert_eq!(ipam.release_handle("k8s-pod-network.c1"), vec![a1.address]);
     assert!(ipam.release_handle("k8s-pod-network.c1").is_empty());
@@ -388,23 +457,42 @@ fn group_commit_one_write_per_block_and_rollback_reports_losses() {
     assert_eq!(w.ops.len(), 50);
     assert_eq!(w.expected_sequence.map(|s| s + 1), Some(w.sequence));
     assert_eq!(w.spec.sequence_number, Some(w.sequence));
-    assert!(tickets.iter().all(|a| ipam.durability(&a.ticket) == Durability::Pending));
+    assert!(
+        tickets
+            .iter()
+            .all(|a| ipam.durability(&a.ticket) == Durability::Pending)
+    );
     // While the write is in flight, a later pod queues behind it.
     let late = ipam
-        .auto_assign(&AssignRequest::pod("late", "ns", "late", "n", t(2)), Family::V4, &fp)
+        .auto_assign(
+            &AssignRequest::pod("late", "ns", "late", "n", t(2)),
+            Family::V4,
+            &fp,
+        )
         .unwrap();
-    assert!(ipam.prepare_commit().is_empty(), "one write per block in flight");
+    assert!(
+        ipam.prepare_commit().is_empty(),
+        "one write per block in flight"
+    );
     assert_eq!(ipam.lost_by(&w.cidr).len(), 51);
     let lost = ipam.rollback(&w.cidr);
     assert_eq!(lost.len(), 51);
     assert!(lost.iter().all(|o| o.kind == OpKind::Assign));
-    assert!(tickets.iter().all(|a| ipam.durability(&a.ticket) == Durability::Lost));
+    assert!(
+        tickets
+            .iter()
+            .all(|a| ipam.durability(&a.ticket) == Durability::Lost)
+    );
     assert_eq!(ipam.durability(&late.ticket), Durability::Lost);
     assert_eq!(ipam.block(&w.cidr).unwrap().allocated(), 0);
     assert!(ipam.handle_addresses("k8s-pod-network.c0").is_empty());
     // Redo and succeed; the echo of our own write from the watch is recognised.
     let a = ipam
-        .auto_assign(&AssignRequest::pod("c0", "ns", "p0", "n", t(3)), Family::V4, &fp)
+        .auto_assign(
+            &AssignRequest::pod("c0", "ns", "p0", "n", t(3)),
+            Family::V4,
+            &fp,
+        )
         .unwrap();
     let writes = ipam.prepare_commit();
     assert!(ipam.observe_block(&writes[0].spec).unwrap().is_empty());
@@ -421,8 +509,12 @@ fn newer_block_from_api_supersedes_uncommitted_ops() {
         pools: vec!["default-ipv4-ippool".into()],
         source: PoolSource::NodeSelector,
     };
-    ipam.auto_assign(&AssignRequest::pod("x", "ns", "x", "n", t(1)), Family::V4, &fp)
-        .unwrap();
+    ipam.auto_assign(
+        &AssignRequest::pod("x", "ns", "x", "n", t(1)),
+        Family::V4,
+        &fp,
+    )
+    .unwrap();
     // Someone else (GC) wrote the block meanwhile.
     let mut theirs = w[0].spec.clone();
     theirs.sequence_number = Some(w[0].sequence + 1);
@@ -455,15 +547,29 @@ fn gc_decisions() {
     };
     let b1 = ipam.claim_block("n1", "default-ipv4-ippool", t(0)).unwrap();
     let b2 = ipam.claim_block("n1", "default-ipv4-ippool", t(0)).unwrap();
-    let g1 = ipam.claim_block("gone", "default-ipv4-ippool", t(0)).unwrap();
+    let g1 = ipam
+        .claim_block("gone", "default-ipv4-ippool", t(0))
+        .unwrap();
     let live = ipam
-        .auto_assign(&AssignRequest::pod("live", "ns", "live", "n1", t(0)), Family::V4, &fp)
+        .auto_assign(
+            &AssignRequest::pod("live", "ns", "live", "n1", t(0)),
+            Family::V4,
+            &fp,
+        )
         .unwrap();
     let dead = ipam
-        .auto_assign(&AssignRequest::pod("dead", "ns", "dead", "n1", t(0)), Family::V4, &fp)
+        .auto_assign(
+            &AssignRequest::pod("dead", "ns", "dead", "n1", t(0)),
+            Family::V4,
+            &fp,
+        )
         .unwrap();
-    ipam.auto_assign(&AssignRequest::pod("orph", "ns", "orph", "gone", t(0)), Family::V4, &fp)
-        .unwrap();
+    ipam.auto_assign(
+        &AssignRequest::pod("orph", "ns", "orph", "gone", t(0)),
+        Family::V4,
+        &fp,
+    )
+    .unwrap();
     ipam.auto_assign(&AssignRequest::wireguard("n1", t(0)), Family::V4, &fp)
         .unwrap();
     ipam.auto_assign(&AssignRequest::wireguard("gone", t(0)), Family::V4, &fp)
@@ -479,7 +585,10 @@ fn gc_decisions() {
     let d = ipam.gc(&GcInput::new(&pods, &nodes, t(100)), &GcState::default());
     let handles: Vec<&str> = d.release.iter().map(|r| r.handle.as_str()).collect();
     // Node gone: at once. Dead pod on a live node: only after the grace period.
-    assert_eq!(handles, vec!["k8s-pod-network.orph", "wireguard-tunnel-addr-gone"]);
+    assert_eq!(
+        handles,
+        vec!["k8s-pod-network.orph", "wireguard-tunnel-addr-gone"]
+    );
     assert!(d.release.iter().all(|r| r.reason == LeakReason::NodeGone));
     assert!(d.state.leak_first_seen.contains_key("k8s-pod-network.dead"));
     // gone's block is empty after these releases and its node is gone.
@@ -493,7 +602,11 @@ fn gc_decisions() {
     let d2 = ipam.gc(&GcInput::new(&pods, &nodes, later), &d.state);
     let handles: Vec<&str> = d2.release.iter().map(|r| r.handle.as_str()).collect();
     assert!(handles.contains(&"k8s-pod-network.dead"));
-    assert!(!handles.iter().any(|h| h.contains("live") || *h == "wireguard-tunnel-addr-n1"));
+    assert!(
+        !handles
+            .iter()
+            .any(|h| h.contains("live") || *h == "wireguard-tunnel-addr-n1")
+    );
     let freed: Vec<IpNet> = d2.free_blocks.iter().map(|f| f.cidr).collect();
     assert!(freed.contains(&b2.cidr) && !freed.contains(&b1.cidr));
     assert_eq!(dead.block, b1.cidr);
@@ -517,8 +630,12 @@ fn gc_keeps_a_pod_whose_sandbox_is_not_reported_yet() {
         source: PoolSource::NodeSelector,
     };
     ipam.claim_block("n1", "default-ipv4-ippool", t(0)).unwrap();
-    ipam.auto_assign(&AssignRequest::pod("c", "ns", "p", "n1", t(0)), Family::V4, &fp)
-        .unwrap();
+    ipam.auto_assign(
+        &AssignRequest::pod("c", "ns", "p", "n1", t(0)),
+        Family::V4,
+        &fp,
+    )
+    .unwrap();
     let pods = vec![LivePod {
         namespace: "ns".into(),
         name: "p".into(),
@@ -571,7 +688,10 @@ fn show_and_check_reports() {
     assert_eq!(def.in_use, 6);
     assert_eq!(show.orphaned.len(), 1);
     let table = show.render(true);
-    assert!(table.contains("| IP Pool  | 198.19.16.0/21   | 2048      | 6 (0%)     | 2042 (100%) |"), "{table}");
+    assert!(
+        table.contains("| IP Pool  | 198.19.16.0/21   | 2048      | 6 (0%)     | 2042 (100%) |"),
+        "{table}"
+    );
     assert!(table.contains("| Block    | 10.9.0.0/26"), "{table}");
 
     let nodes: HashSet<String> = ["n1".to_string(), "n2".to_string()].into();
@@ -586,11 +706,18 @@ fn show_and_check_reports() {
         .collect();
     let r = ipam.check(&pods, &nodes);
     assert_eq!(r.orphaned_blocks, vec![net("10.9.0.0/26")]);
-    assert_eq!(r.wrong_size_blocks, vec![(big, "default-ipv4-ippool".to_string(), 26)]);
+    assert_eq!(
+        r.wrong_size_blocks,
+        vec![(big, "default-ipv4-ippool".to_string(), 26)]
+    );
     assert_eq!(r.overlapping_blocks.len(), 1);
     assert_eq!(r.duplicate_allocations.len(), 1);
     assert_eq!(r.duplicate_allocations[0].0, n1.network());
-    assert!(r.leaked.is_empty(), "unknown-type allocations are valid: {:?}", r.leaked);
+    assert!(
+        r.leaked.is_empty(),
+        "unknown-type allocations are valid: {:?}",
+        r.leaked
+    );
     assert!(r.summary().starts_with("Check complete; found 4 problems"));
 }
 
@@ -607,7 +734,10 @@ fn calicoctl_number_formats() {
 #[test]
 fn rfc3339_and_fnv() {
     assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+        "2000-02-29T00:00:00Z"
+    );
     // Go: fnv.New32().Write([]byte("a")) → 0x050c5d7e.
     assert_eq!(fnv32("a"), 0x050c_5d7e);
 }
@@ -615,9 +745,20 @@ fn rfc3339_and_fnv() {
 #[test]
 fn invalid_pools_are_refused() {
     let mut ipam = Ipam::new(IpamConfig::default());
-    assert!(ipam.upsert_pool("x", &pool("10.0.0.1/24", None, "")).is_err());
-    assert!(ipam.upsert_pool("x", &pool("10.0.0.0/24", Some(19), "")).is_err());
-    assert!(ipam.upsert_pool("x", &pool("10.0.0.0/27", None, "")).is_err());
-    let e = ipam.upsert_pool("x", &pool("10.0.0.0/24", None, "has(x")).unwrap_err();
+    assert!(
+        ipam.upsert_pool("x", &pool("10.0.0.1/24", None, ""))
+            .is_err()
+    );
+    assert!(
+        ipam.upsert_pool("x", &pool("10.0.0.0/24", Some(19), ""))
+            .is_err()
+    );
+    assert!(
+        ipam.upsert_pool("x", &pool("10.0.0.0/27", None, ""))
+            .is_err()
+    );
+    let e = ipam
+        .upsert_pool("x", &pool("10.0.0.0/24", None, "has(x"))
+        .unwrap_err();
     assert!(e.to_string().contains("IP pool x: nodeSelector"));
 }
