@@ -4,8 +4,6 @@
 //! API types: Calico's `projectcalico.org/v3` kinds with Calico's JSON field names, and Ocelot's own
 //! `ocelot.dev/v1alpha1` NodeNetworkState. Every field carries a doc comment because it becomes the
 //! CRD description that `kubectl explain` prints.
-// kube's printcolumn(...) repeats `type_ = ...` once per column by design; clippy mistakes that for duplication.
-#![allow(clippy::duplicated_attributes)]
 
 pub mod bgp;
 pub mod felix;
