@@ -1,0 +1,12 @@
+// Command etcd is etcd's own server entry point, built from go.etcd.io/etcd/server/v3 for the test cluster.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
