@@ -1,0 +1,745 @@
+//! A real test cluster: etcd and kube-apiserver on loopback, plus kubectl and helm, all built from their Go
+//! modules by `e2e/cluster/build.sh`. No kubelet and no controller-manager (as envtest), so namespaces never
+//! finish deleting and no ServiceAccount is created on its own: tests isolate by object names instead.
+//!
+//! One cluster is shared by all tests of a test binary ([`shared`] and the free helpers). Its processes die
+//! with the test binary however it ends: an `atexit` hook stops them and removes their files on a normal exit
+//! (statics are never dropped), and `PR_SET_PDEATHSIG` makes the kernel kill them when the binary dies any
+//! other way (panic=abort, SIGKILL). With `OCELOT_E2E_KUBECONFIG` set, that cluster is used and nothing starts.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Kubernetes release of the test cluster; also names the cache folder. Must match `e2e/cluster/build.sh`.
+pub const K8S_VERSION: &str = "v1.37.2";
+/// Service range given to kube-apiserver (TEST-NET-style space the lab does not route).
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "198.19.32.0/20";
+/// Env var naming an existing cluster's kubeconfig: tests use it and start nothing.
+pub const KUBECONFIG_ENV: &str = "OCELOT_E2E_KUBECONFIG";
+/// Env var naming the folder holding etcd, kube-apiserver, kubectl and helm (default: the build cache).
+pub const BIN_ENV: &str = "OCELOT_K8S_BIN";
+
+/// Bounds for starting: a loaded 2-core CI machine needs ~10 s; ports picked free can be taken meanwhile.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const START_ATTEMPTS: u32 = 3;
+/// Bound for one kubectl/helm run unless the caller gives its own.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+const DIR_PREFIX: &str = "ocelot-cluster-";
+
+/// The repository root (the workspace holding `crds/` and `e2e/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e crate lives inside the repository")
+        .to_path_buf()
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    // Empty counts as unset, as `${VAR:-default}` in build.sh does.
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Where `e2e/cluster/build.sh` puts the binaries: `$OCELOT_K8S_BIN`, else
+/// `${OCELOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocelot}/k8s-<version>/bin`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = env_path(BIN_ENV) {
+        return dir;
+    }
+    let cache = env_path("OCELOT_CACHE").unwrap_or_else(|| {
+        env_path("XDG_CACHE_HOME")
+            .or_else(|| env_path("HOME").map(|h| h.join(".cache")))
+            .unwrap_or_else(|| PathBuf::from("/root/.cache"))
+            .join("ocelot")
+    });
+    cache.join(format!("k8s-{K8S_VERSION}")).join("bin")
+}
+
+/// Path of one test cluster binary, or an error that says how to get it.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = bin_dir().join(name);
+    match fs::metadata(&path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(path),
+        _ => bail!(
+            "{name} not found at {}: run e2e/cluster/build.sh (or scripts/setup.sh) to build etcd, kube-apiserver, \
+             kubectl and helm, or set {BIN_ENV} to a folder that holds them",
+            path.display()
+        ),
+    }
+}
+
+/// One started server process, leader of its own process group.
+struct Proc {
+    name: &'static str,
+    pid: i32,
+    child: Mutex<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn exited(&self) -> Option<ExitStatus> {
+        self.child.lock().ok()?.try_wait().ok().flatten()
+    }
+
+    fn kill(&self) {
+        // SIGKILL, not SIGTERM: the data is thrown away, so a graceful shutdown only costs time.
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        // try_lock: at exit another thread may hold the lock; the kernel reaps it then anyway.
+        if let Ok(mut child) = self.child.try_lock() {
+            let _ = child.wait(); // returns promptly: SIGKILL cannot be caught
+        }
+    }
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// A thread that lives as long as the process and does every server spawn: PR_SET_PDEATHSIG fires when the
+/// *thread* that forked the child ends, so spawning from a test's own thread would kill the shared cluster
+/// as soon as that test finished.
+static SPAWNER: LazyLock<mpsc::Sender<SpawnJob>> = LazyLock::new(|| {
+    let (tx, rx) = mpsc::channel::<SpawnJob>();
+    thread::Builder::new()
+        .name("ocelot-cluster-spawner".into())
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+            // The sender is a static and never dropped, so this loop only ends with the process.
+        })
+        .expect("spawn the cluster spawner thread");
+    tx
+});
+
+fn spawn_server(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc> {
+    let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The test binary may have died before prctl took effect: then nobody would kill this one.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("test binary exited during spawn"));
+            }
+            Ok(())
+        })
+    };
+    let (tx, rx) = mpsc::sync_channel(1);
+    SPAWNER
+        .send(Box::new(move || {
+            let _ = tx.send(cmd.spawn());
+        }))
+        .map_err(|_| anyhow!("cluster spawner thread is gone"))?;
+    let child = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|e| anyhow!("spawning {name}: no answer from the spawner thread: {e}"))?
+        .with_context(|| format!("spawn {name}"))?;
+    Ok(Proc {
+        name,
+        pid: child.id() as i32,
+        child: Mutex::new(child),
+        log: log.to_path_buf(),
+    })
+}
+
+/// Runs `cmd` (stdin from `stdin`, or none), killing it after `timeout`; the output then says so in stderr.
+/// Panics only when the program cannot be started at all.
+pub fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    // Separate threads for each pipe, so a chatty child never blocks on a full pipe while we wait.
+    let writer = stdin.map(|data| {
+        let data = data.to_vec();
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        thread::spawn(move || {
+            let _ = pipe.write_all(&data); // a child that exits early closes the pipe; its status tells
+        })
+    });
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out_reader = reader(Box::new(child.stdout.take().expect("stdout is piped")));
+    let err_reader = reader(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().expect("wait for killed child");
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for {:?}: {e}", cmd.get_program()),
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let stdout = out_reader.join().unwrap_or_default();
+    let mut stderr = err_reader.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n[ocelot-e2e] killed after {timeout:?}\n").as_bytes());
+    }
+    Output { status, stdout, stderr }
+}
+
+/// Stdout of a successful run as text; panics with the command's stderr otherwise.
+pub fn check(out: Output, what: &str) -> String {
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Freshly generated PKI: one CA signs the serving cert and the admin client cert (group system:masters).
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    admin_cert: String,
+    admin_key: String,
+    sa_key: String,
+    sa_pub: String,
+}
+
+impl Pki {
+    fn generate() -> Result<Self> {
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name.push(DnType::CommonName, "ocelot-e2e-ca");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+
+        // The service IP (first of the range) and in-cluster names, for anything that dials the service.
+        let mut server = CertificateParams::new(
+            [
+                "127.0.0.1",
+                "198.19.32.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )?;
+        server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_key = KeyPair::generate()?;
+        let server_cert = server.signed_by(&server_key, &ca)?;
+
+        let mut admin = CertificateParams::default();
+        admin.distinguished_name.push(DnType::CommonName, "ocelot-e2e-admin");
+        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_key = KeyPair::generate()?;
+        let admin_cert = admin.signed_by(&admin_key, &ca)?;
+
+        let sa = KeyPair::generate()?;
+        Ok(Pki {
+            ca: ca.pem(),
+            server_cert: server_cert.pem(),
+            server_key: server_key.serialize_pem(),
+            admin_cert: admin_cert.pem(),
+            admin_key: admin_key.serialize_pem(),
+            sa_key: sa.serialize_pem(),
+            sa_pub: sa.public_key_pem(),
+        })
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(dir)?;
+        for (name, pem) in [
+            ("ca.crt", &self.ca),
+            ("apiserver.crt", &self.server_cert),
+            ("apiserver.key", &self.server_key),
+            ("admin.crt", &self.admin_cert),
+            ("admin.key", &self.admin_key),
+            ("sa.key", &self.sa_key),
+            ("sa.pub", &self.sa_pub),
+        ] {
+            let path = dir.join(name);
+            fs::write(&path, pem).with_context(|| format!("write {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(())
+    }
+}
+
+/// Distinct free loopback ports: all are held open together, then released for the servers to bind.
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+/// Removes work dirs of test binaries that died without cleaning up (SIGKILL skips the atexit hook).
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A running test cluster (or a handle on an external one). Dropping it stops what it started and removes
+/// its files; the shared one is stopped at process exit instead.
+pub struct TestCluster {
+    kubeconfig: PathBuf,
+    /// Work dir: PKI, etcd data, logs, kubeconfig, kubectl/helm caches. Removed on stop.
+    dir: PathBuf,
+    /// Started servers, in start order; empty for an external cluster.
+    procs: Vec<Proc>,
+    stopped: AtomicBool,
+}
+
+impl TestCluster {
+    /// Uses the cluster named by `OCELOT_E2E_KUBECONFIG` if set, else starts one. Either way installs the
+    /// repository's CRDs.
+    pub fn from_env_or_start() -> Result<Self> {
+        match env_path(KUBECONFIG_ENV) {
+            Some(kubeconfig) => {
+                binary("kubectl")?;
+                let cluster = TestCluster {
+                    kubeconfig,
+                    dir: Self::work_dir()?,
+                    procs: Vec::new(),
+                    stopped: AtomicBool::new(false),
+                };
+                cluster.install_crds()?;
+                Ok(cluster)
+            }
+            None => Self::start(),
+        }
+    }
+
+    /// Starts etcd and kube-apiserver on free loopback ports, waits for `/readyz`, installs the CRDs.
+    pub fn start() -> Result<Self> {
+        for name in ["etcd", "kube-apiserver", "kubectl"] {
+            binary(name)?;
+        }
+        sweep_stale_dirs();
+        let mut errors = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::start_once() {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) => {
+                    eprintln!("[ocelot-e2e] test cluster start attempt {attempt}/{START_ATTEMPTS} failed: {e:#}");
+                    errors.push(format!("attempt {attempt}: {e:#}"));
+                }
+            }
+        }
+        bail!("test cluster did not start:\n{}", errors.join("\n"))
+    }
+
+    fn work_dir() -> Result<PathBuf> {
+        // The pid in the name lets sweep_stale_dirs find dirs whose owner is gone.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()
+            .context("create the test cluster's temp dir")?;
+        Ok(dir.keep())
+    }
+
+    fn start_once() -> Result<Self> {
+        let mut cluster = TestCluster {
+            kubeconfig: PathBuf::new(),
+            dir: Self::work_dir()?,
+            procs: Vec::new(),
+            stopped: AtomicBool::new(false),
+        };
+        // From here an early return drops `cluster`, which kills what started and removes the dir.
+        let dir = cluster.dir.clone();
+        let pki = dir.join("pki");
+        Pki::generate().context("generate certificates")?.write(&pki)?;
+        let [etcd_client, etcd_peer, api_port] = free_ports::<3>()?;
+
+        let mut etcd = Command::new(binary("etcd")?);
+        let peer = format!("http://127.0.0.1:{etcd_peer}");
+        let client = format!("http://127.0.0.1:{etcd_client}");
+        etcd.arg("--name=default")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=default={peer}"))
+            // Test data is thrown away: fsync would only slow every write.
+            .arg("--unsafe-no-fsync=true")
+            .arg("--log-level=warn");
+        cluster.procs.push(spawn_server("etcd", etcd, &dir.join("etcd.log"))?);
+
+        let p = |name: &str| pki.join(name).display().to_string();
+        let mut api = Command::new(binary("kube-apiserver")?);
+        api.arg(format!("--etcd-servers={client}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg(format!("--cert-dir={}", p("")))
+            .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
+            .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
+            .arg(format!("--client-ca-file={}", p("ca.crt")))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!("--service-account-key-file={}", p("sa.pub")))
+            .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
+            .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+            // Node too, as kubeadm: agents' node-scoped access is tested against the real authorizer chain.
+            .arg("--authorization-mode=Node,RBAC")
+            // Default admission plugins (they include ValidatingAdmissionPolicy) are kept as they are.
+            .arg("--allow-privileged=true")
+            // No kubernetes-service Endpoints: they would point at loopback, which nothing here dials.
+            .arg("--endpoint-reconciler-type=none")
+            .arg("--profiling=false");
+        cluster
+            .procs
+            .push(spawn_server("kube-apiserver", api, &dir.join("kube-apiserver.log"))?);
+
+        cluster.kubeconfig = dir.join("kubeconfig");
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: ocelot-e2e\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    \
+             certificate-authority: {ca:?}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt:?}\n    \
+             client-key: {key:?}\ncontexts:\n- name: ocelot-e2e\n  context:\n    cluster: ocelot-e2e\n    user: admin\n    \
+             namespace: default\ncurrent-context: ocelot-e2e\n",
+            ca = p("ca.crt"),
+            crt = p("admin.crt"),
+            key = p("admin.key"),
+        );
+        fs::write(&cluster.kubeconfig, kubeconfig)?;
+
+        cluster.wait_ready()?;
+        cluster.install_crds()?;
+        Ok(cluster)
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let start = Instant::now();
+        let mut last = String::new();
+        // Bounded by time and by count (a poll costs at least one kubectl run, ~50 ms).
+        for _ in 0..2_000 {
+            for proc in &self.procs {
+                if let Some(status) = proc.exited() {
+                    bail!(
+                        "{} exited ({status}) before the API server was ready; last lines of {}:\n{}",
+                        proc.name,
+                        proc.log.display(),
+                        tail(&proc.log, 30)
+                    );
+                }
+            }
+            let out = self.kubectl_timeout(["get", "--raw", "/readyz", "--request-timeout=5s"], None, Duration::from_secs(10));
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                return Ok(());
+            }
+            last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if start.elapsed() > READY_TIMEOUT {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        let logs = self
+            .procs
+            .iter()
+            .map(|p| format!("--- last lines of {}:\n{}", p.log.display(), tail(&p.log, 20)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        bail!(
+            "kube-apiserver not ready after {:?}; last /readyz answer: {}\n{logs}",
+            start.elapsed(),
+            last.trim()
+        )
+    }
+
+    /// Applies every `crds/*.yaml` of the repository (server-side: large CRDs exceed the client-side
+    /// last-applied annotation limit) and waits until each is Established.
+    pub fn install_crds(&self) -> Result<()> {
+        let dir = repo_root().join("crds");
+        let mut files: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension() == Some(OsStr::new("yaml")))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        files.sort();
+        let file_args: Vec<String> = files.iter().flat_map(|f| ["-f".to_string(), f.display().to_string()]).collect();
+        let mut apply = vec!["apply", "--server-side", "--force-conflicts", "--field-manager=ocelot-e2e"];
+        apply.extend(file_args.iter().map(String::as_str));
+        let out = self.kubectl_timeout(&apply, None, COMMAND_TIMEOUT);
+        if !out.status.success() {
+            bail!("installing CRDs from {} failed: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        wait.extend(file_args.iter().map(String::as_str));
+        let out = self.kubectl_timeout(&wait, None, Duration::from_secs(90));
+        if !out.status.success() {
+            bail!("CRDs from {} not Established: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Path of an admin (system:masters) kubeconfig for this cluster.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Work dir of this cluster (removed on stop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Process ids of the servers this handle started (none for an external cluster).
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.pid as u32).collect()
+    }
+
+    /// A new admin client. New each call: a client is bound to the tokio runtime it first runs on, and each
+    /// `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Result<kube::Client> {
+        use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+        let kc = Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("read kubeconfig {}", self.kubeconfig.display()))?;
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Runs kubectl against this cluster, bounded by [`COMMAND_TIMEOUT`].
+    pub fn kubectl<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.kubectl_timeout(args, None, COMMAND_TIMEOUT)
+    }
+
+    /// Runs kubectl with `stdin` as its standard input (e.g. `apply -f -`).
+    pub fn kubectl_stdin<I, S>(&self, args: I, stdin: &str) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.kubectl_timeout(args, Some(stdin.as_bytes()), COMMAND_TIMEOUT)
+    }
+
+    /// Runs kubectl, killing it after `timeout`.
+    pub fn kubectl_timeout<I, S>(&self, args: I, stdin: Option<&[u8]>, timeout: Duration) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(binary("kubectl").unwrap_or_else(|e| panic!("{e:#}")));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            // Own discovery cache: another cluster may have had this host:port with other CRDs.
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
+            .args(args);
+        run_bounded(cmd, stdin, timeout)
+    }
+
+    /// Runs helm against this cluster, with its config, cache and data kept in the work dir.
+    pub fn helm<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(binary("helm").unwrap_or_else(|e| panic!("{e:#}")));
+        let home = self.dir.join("helm");
+        cmd.env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args);
+        run_bounded(cmd, None, COMMAND_TIMEOUT)
+    }
+
+    /// Kills the servers (API server first) and removes the work dir. Idempotent.
+    pub fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for proc in self.procs.iter().rev() {
+            proc.kill();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+static SHARED: OnceLock<std::result::Result<TestCluster, String>> = OnceLock::new();
+
+extern "C" fn stop_shared_at_exit() {
+    if let Some(Ok(cluster)) = SHARED.get() {
+        cluster.stop();
+    }
+}
+
+/// The cluster shared by all tests of this test binary, started on first use. Panics with the reason if it
+/// cannot start (every later caller gets the same message; no retry per test).
+pub fn shared() -> &'static TestCluster {
+    let cluster = SHARED.get_or_init(|| {
+        let cluster = TestCluster::from_env_or_start().map_err(|e| format!("{e:#}"));
+        if cluster.is_ok() {
+            // SAFETY: registers a plain extern "C" function; it only touches the static above.
+            unsafe { libc::atexit(stop_shared_at_exit) };
+        }
+        cluster
+    });
+    match cluster {
+        Ok(c) => c,
+        Err(e) => panic!("test cluster unavailable: {e}"),
+    }
+}
+
+/// Admin kubeconfig of the shared cluster.
+pub fn kubeconfig_path() -> &'static Path {
+    shared().kubeconfig_path()
+}
+
+/// A new admin client for the shared cluster.
+pub async fn client() -> kube::Client {
+    shared()
+        .client()
+        .await
+        .unwrap_or_else(|e| panic!("kube client for the test cluster: {e:#}"))
+}
+
+/// kubectl against the shared cluster.
+pub fn kubectl<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    shared().kubectl(args)
+}
+
+/// kubectl against the shared cluster, with `stdin` as its input.
+pub fn kubectl_stdin<I, S>(args: I, stdin: &str) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    shared().kubectl_stdin(args, stdin)
+}
+
+/// helm against the shared cluster.
+pub fn helm<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    shared().helm(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_matches_build_script_and_go_mod() {
+        let root = repo_root().join("e2e/cluster");
+        let build = fs::read_to_string(root.join("build.sh")).unwrap();
+        assert!(
+            build.contains(&format!("K8S_VERSION={K8S_VERSION} ")),
+            "K8S_VERSION differs between cluster.rs and build.sh"
+        );
+        let go_mod = fs::read_to_string(root.join("go.mod")).unwrap();
+        assert!(
+            go_mod.contains(&format!("k8s.io/kubernetes {K8S_VERSION}")),
+            "go.mod does not require k8s.io/kubernetes {K8S_VERSION}"
+        );
+    }
+
+    #[test]
+    fn run_bounded_kills_at_the_deadline() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let start = Instant::now();
+        let out = run_bounded(cmd, None, Duration::from_millis(200));
+        assert!(!out.status.success());
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("killed after"));
+    }
+
+    #[test]
+    fn run_bounded_feeds_stdin() {
+        let out = run_bounded(Command::new("cat"), Some(b"hello"), Duration::from_secs(10));
+        assert_eq!(check(out, "cat"), "hello");
+    }
+}

@@ -1,0 +1,192 @@
+//! The test cluster itself: it starts, kubectl and kube-rs both reach it, watches see kubectl's changes,
+//! and none of its processes outlive the test binary.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use ocelot_e2e::cluster::{self, check, kubectl, kubectl_stdin};
+
+#[test]
+fn readyz_says_ok() {
+    let out = check(kubectl(["get", "--raw", "/readyz"]), "kubectl get --raw /readyz");
+    assert_eq!(out.trim(), "ok");
+}
+
+#[tokio::test]
+async fn namespace_applied_by_kubectl_reads_back_with_kube_rs() {
+    let name = "e2e-cluster-apply";
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    ocelot.dev/test: apply-stdin\n"
+    );
+    check(kubectl_stdin(["apply", "-f", "-"], &manifest), "kubectl apply -f -");
+
+    let ns = Api::<Namespace>::all(cluster::client().await).get(name).await.unwrap();
+    let labels = ns.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("ocelot.dev/test").map(String::as_str), Some("apply-stdin"));
+}
+
+/// Waits for the first watcher event that `want` accepts, bounded by time and by event count.
+async fn next_matching<S>(stream: &mut S, what: &str, want: impl Fn(&watcher::Event<ConfigMap>) -> bool)
+where
+    S: Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(event))) if want(&event) => return,
+            Ok(Some(event)) => seen.push(format!("{event:?}")),
+            Ok(None) => panic!("watch stream ended while waiting for {what}"),
+            Err(_) => break,
+        }
+    }
+    panic!("no {what} event within 30 s / 100 events; saw: {seen:#?}");
+}
+
+fn step(cm: &ConfigMap) -> Option<&str> {
+    cm.data.as_ref()?.get("step").map(String::as_str)
+}
+
+// multi_thread: kubectl runs block the calling thread, and the watch connection must keep being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_sees_create_update_delete_made_by_kubectl() {
+    // TODO(crds): switch to IPPool once crds/ has it.
+    let ns = "e2e-cluster-watch";
+    let name = "watched";
+    check(
+        kubectl_stdin(
+            ["apply", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+        ),
+        "create namespace",
+    );
+    // An external cluster may keep one from an earlier run.
+    check(
+        kubectl(["delete", "configmap", name, "-n", ns, "--ignore-not-found"]),
+        "delete leftover",
+    );
+
+    let api: Api<ConfigMap> = Api::namespaced(cluster::client().await, ns);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    next_matching(&mut events, "initial list done", |e| {
+        matches!(e, watcher::Event::InitDone)
+    })
+    .await;
+
+    check(
+        kubectl(["create", "configmap", name, "-n", ns, "--from-literal=step=created"]),
+        "kubectl create configmap",
+    );
+    next_matching(&mut events, "create", |e| {
+        matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("created"))
+    })
+    .await;
+
+    check(
+        kubectl([
+            "patch",
+            "configmap",
+            name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"data":{"step":"updated"}}"#,
+        ]),
+        "kubectl patch configmap",
+    );
+    next_matching(&mut events, "update", |e| {
+        matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("updated"))
+    })
+    .await;
+
+    check(kubectl(["delete", "configmap", name, "-n", ns]), "kubectl delete configmap");
+    next_matching(&mut events, "delete", |e| {
+        matches!(e, watcher::Event::Delete(cm) if cm.metadata.name.as_deref() == Some(name))
+    })
+    .await;
+}
+
+const CHILD_REPORT: &str = "OCELOT_E2E_CHILD_REPORT";
+const CHILD_MODE: &str = "OCELOT_E2E_CHILD_MODE";
+
+/// Only does something when run by `no_cluster_process_outlives_its_test_binary` as a child test binary:
+/// starts the shared cluster, reports its pids and work dir, then ends the way the parent asked.
+#[test]
+fn child_starts_cluster_and_exits() {
+    let Some(report) = std::env::var_os(CHILD_REPORT) else { return };
+    let c = cluster::shared();
+    let pids: Vec<String> = c.pids().iter().map(u32::to_string).collect();
+    std::fs::write(report, format!("{}\n{}\n", pids.join(" "), c.dir().display())).unwrap();
+    if std::env::var(CHILD_MODE).as_deref() == Ok("abort") {
+        std::process::abort(); // no atexit hook: only PR_SET_PDEATHSIG can clean up
+    }
+}
+
+/// True while `pid` is a live process (a zombie has already died; pid 1 may be slow to reap it).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the ")" that closes the command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn no_cluster_process_outlives_its_test_binary() {
+    if std::env::var_os(CHILD_REPORT).is_some() {
+        return; // we are the child
+    }
+    if std::env::var_os(cluster::KUBECONFIG_ENV).is_some() {
+        eprintln!("skipped: {} is set, so no cluster process is started", cluster::KUBECONFIG_ENV);
+        return;
+    }
+    for mode in ["exit", "abort"] {
+        let report = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "child_starts_cluster_and_exits", "--nocapture", "--test-threads=1"])
+            .env(CHILD_REPORT, report.path())
+            .env(CHILD_MODE, mode);
+        let out = cluster::run_bounded(child, None, Duration::from_secs(300));
+        let text = std::fs::read_to_string(report.path()).unwrap();
+        let mut lines = text.lines();
+        let pids: Vec<u32> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            pids.len(),
+            2,
+            "child ({mode}) did not report etcd and kube-apiserver pids; status {}, stderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = Path::new(lines.next().unwrap()).to_path_buf();
+        assert_eq!(out.status.success(), mode == "exit", "child status {}", out.status);
+
+        let start = Instant::now();
+        for _ in 0..200 {
+            if !pids.iter().any(|&p| alive(p)) || start.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        assert!(left.is_empty(), "after the child ({mode}) ended, processes {left:?} still run");
+        if mode == "exit" {
+            assert!(!dir.exists(), "work dir {} left behind after a normal exit", dir.display());
+        } else {
+            // An abort skips cleanup of files; the next cluster start sweeps such dirs, as this does now.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
