@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 /// Kubernetes release of the test cluster; also names the cache folder. Must match `e2e/cluster/build.sh`.
@@ -51,7 +51,9 @@ pub fn repo_root() -> PathBuf {
 
 fn env_path(name: &str) -> Option<PathBuf> {
     // Empty counts as unset, as `${VAR:-default}` in build.sh does.
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Where `e2e/cluster/build.sh` puts the binaries: `$OCELOT_K8S_BIN`, else
@@ -136,7 +138,14 @@ fn spawn_server(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc
     // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // The test binary may have died before prctl took effect: then nobody would kill this one.
@@ -167,9 +176,13 @@ fn spawn_server(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc
 /// Runs `cmd` (stdin from `stdin`, or none), killing it after `timeout`; the output then says so in stderr.
 /// Panics only when the program cannot be started at all.
 pub fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
@@ -212,7 +225,11 @@ pub fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) ->
     if timed_out {
         stderr.extend_from_slice(format!("\n[ocelot-e2e] killed after {timeout:?}\n").as_bytes());
     }
-    Output { status, stdout, stderr }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Stdout of a successful run as text; panics with the command's stderr otherwise.
@@ -242,7 +259,8 @@ struct Pki {
 impl Pki {
     fn generate() -> Result<Self> {
         let mut ca = CertificateParams::default();
-        ca.distinguished_name.push(DnType::CommonName, "ocelot-e2e-ca");
+        ca.distinguished_name
+            .push(DnType::CommonName, "ocelot-e2e-ca");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -265,15 +283,21 @@ impl Pki {
             .map(String::from)
             .to_vec(),
         )?;
-        server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = KeyPair::generate()?;
         let server_cert = server.signed_by(&server_key, &ca)?;
 
         let mut admin = CertificateParams::default();
-        admin.distinguished_name.push(DnType::CommonName, "ocelot-e2e-admin");
-        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, "ocelot-e2e-admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
         admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_key = KeyPair::generate()?;
@@ -325,7 +349,9 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
 
 /// Removes work dirs of test binaries that died without cleaning up (SIGKILL skips the atexit hook).
 fn sweep_stale_dirs() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -387,10 +413,16 @@ impl TestCluster {
         sweep_stale_dirs();
         let mut errors = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
-            match Self::start_once() {
-                Ok(cluster) => return Ok(cluster),
+            // Only starting the servers is retried (a free port may be taken meanwhile); a bad CRD is not.
+            match Self::start_servers() {
+                Ok(cluster) => {
+                    cluster.install_crds()?;
+                    return Ok(cluster);
+                }
                 Err(e) => {
-                    eprintln!("[ocelot-e2e] test cluster start attempt {attempt}/{START_ATTEMPTS} failed: {e:#}");
+                    eprintln!(
+                        "[ocelot-e2e] test cluster start attempt {attempt}/{START_ATTEMPTS} failed: {e:#}"
+                    );
                     errors.push(format!("attempt {attempt}: {e:#}"));
                 }
             }
@@ -407,7 +439,7 @@ impl TestCluster {
         Ok(dir.keep())
     }
 
-    fn start_once() -> Result<Self> {
+    fn start_servers() -> Result<Self> {
         let mut cluster = TestCluster {
             kubeconfig: PathBuf::new(),
             dir: Self::work_dir()?,
@@ -417,7 +449,9 @@ impl TestCluster {
         // From here an early return drops `cluster`, which kills what started and removes the dir.
         let dir = cluster.dir.clone();
         let pki = dir.join("pki");
-        Pki::generate().context("generate certificates")?.write(&pki)?;
+        Pki::generate()
+            .context("generate certificates")?
+            .write(&pki)?;
         let [etcd_client, etcd_peer, api_port] = free_ports::<3>()?;
 
         let mut etcd = Command::new(binary("etcd")?);
@@ -433,7 +467,9 @@ impl TestCluster {
             // Test data is thrown away: fsync would only slow every write.
             .arg("--unsafe-no-fsync=true")
             .arg("--log-level=warn");
-        cluster.procs.push(spawn_server("etcd", etcd, &dir.join("etcd.log"))?);
+        cluster
+            .procs
+            .push(spawn_server("etcd", etcd, &dir.join("etcd.log"))?);
 
         let p = |name: &str| pki.join(name).display().to_string();
         let mut api = Command::new(binary("kube-apiserver")?);
@@ -447,8 +483,13 @@ impl TestCluster {
             .arg(format!("--client-ca-file={}", p("ca.crt")))
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg(format!("--service-account-key-file={}", p("sa.pub")))
-            .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
-            .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                p("sa.key")
+            ))
+            .arg(format!(
+                "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
+            ))
             // Node too, as kubeadm: agents' node-scoped access is tested against the real authorizer chain.
             .arg("--authorization-mode=Node,RBAC")
             // Default admission plugins (they include ValidatingAdmissionPolicy) are kept as they are.
@@ -456,9 +497,11 @@ impl TestCluster {
             // No kubernetes-service Endpoints: they would point at loopback, which nothing here dials.
             .arg("--endpoint-reconciler-type=none")
             .arg("--profiling=false");
-        cluster
-            .procs
-            .push(spawn_server("kube-apiserver", api, &dir.join("kube-apiserver.log"))?);
+        cluster.procs.push(spawn_server(
+            "kube-apiserver",
+            api,
+            &dir.join("kube-apiserver.log"),
+        )?);
 
         cluster.kubeconfig = dir.join("kubeconfig");
         let kubeconfig = format!(
@@ -473,7 +516,6 @@ impl TestCluster {
         fs::write(&cluster.kubeconfig, kubeconfig)?;
 
         cluster.wait_ready()?;
-        cluster.install_crds()?;
         Ok(cluster)
     }
 
@@ -492,11 +534,19 @@ impl TestCluster {
                     );
                 }
             }
-            let out = self.kubectl_timeout(["get", "--raw", "/readyz", "--request-timeout=5s"], None, Duration::from_secs(10));
+            let out = self.kubectl_timeout(
+                ["get", "--raw", "/readyz", "--request-timeout=5s"],
+                None,
+                Duration::from_secs(10),
+            );
             if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
                 return Ok(());
             }
-            last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             if start.elapsed() > READY_TIMEOUT {
                 break;
             }
@@ -505,7 +555,13 @@ impl TestCluster {
         let logs = self
             .procs
             .iter()
-            .map(|p| format!("--- last lines of {}:\n{}", p.log.display(), tail(&p.log, 20)))
+            .map(|p| {
+                format!(
+                    "--- last lines of {}:\n{}",
+                    p.log.display(),
+                    tail(&p.log, 20)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n");
         bail!(
@@ -532,18 +588,34 @@ impl TestCluster {
             return Ok(());
         }
         files.sort();
-        let file_args: Vec<String> = files.iter().flat_map(|f| ["-f".to_string(), f.display().to_string()]).collect();
-        let mut apply = vec!["apply", "--server-side", "--force-conflicts", "--field-manager=ocelot-e2e"];
+        let file_args: Vec<String> = files
+            .iter()
+            .flat_map(|f| ["-f".to_string(), f.display().to_string()])
+            .collect();
+        let mut apply = vec![
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=ocelot-e2e",
+        ];
         apply.extend(file_args.iter().map(String::as_str));
         let out = self.kubectl_timeout(&apply, None, COMMAND_TIMEOUT);
         if !out.status.success() {
-            bail!("installing CRDs from {} failed: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "installing CRDs from {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         wait.extend(file_args.iter().map(String::as_str));
         let out = self.kubectl_timeout(&wait, None, Duration::from_secs(90));
         if !out.status.success() {
-            bail!("CRDs from {} not Established: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "CRDs from {} not Established: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }

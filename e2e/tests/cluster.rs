@@ -13,8 +13,27 @@ use ocelot_e2e::cluster::{self, check, kubectl, kubectl_stdin};
 
 #[test]
 fn readyz_says_ok() {
-    let out = check(kubectl(["get", "--raw", "/readyz"]), "kubectl get --raw /readyz");
+    let out = check(
+        kubectl(["get", "--raw", "/readyz"]),
+        "kubectl get --raw /readyz",
+    );
     assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn every_crd_in_the_repo_is_established() {
+    let Ok(entries) = std::fs::read_dir(cluster::repo_root().join("crds")) else {
+        return;
+    };
+    for file in entries.flatten().map(|e| e.path()) {
+        if file.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let path = file.to_str().unwrap();
+        let jsonpath = r#"-o=jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+        let status = check(kubectl(["get", "-f", path, jsonpath]), "kubectl get crd");
+        assert_eq!(status.trim(), "True", "{path} not Established");
+    }
 }
 
 #[tokio::test]
@@ -23,16 +42,28 @@ async fn namespace_applied_by_kubectl_reads_back_with_kube_rs() {
     let manifest = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n    ocelot.dev/test: apply-stdin\n"
     );
-    check(kubectl_stdin(["apply", "-f", "-"], &manifest), "kubectl apply -f -");
+    check(
+        kubectl_stdin(["apply", "-f", "-"], &manifest),
+        "kubectl apply -f -",
+    );
 
-    let ns = Api::<Namespace>::all(cluster::client().await).get(name).await.unwrap();
+    let ns = Api::<Namespace>::all(cluster::client().await)
+        .get(name)
+        .await
+        .unwrap();
     let labels = ns.metadata.labels.unwrap_or_default();
-    assert_eq!(labels.get("ocelot.dev/test").map(String::as_str), Some("apply-stdin"));
+    assert_eq!(
+        labels.get("ocelot.dev/test").map(String::as_str),
+        Some("apply-stdin")
+    );
 }
 
 /// Waits for the first watcher event that `want` accepts, bounded by time and by event count.
-async fn next_matching<S>(stream: &mut S, what: &str, want: impl Fn(&watcher::Event<ConfigMap>) -> bool)
-where
+async fn next_matching<S>(
+    stream: &mut S,
+    what: &str,
+    want: impl Fn(&watcher::Event<ConfigMap>) -> bool,
+) where
     S: Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -80,12 +111,21 @@ async fn watcher_sees_create_update_delete_made_by_kubectl() {
     .await;
 
     check(
-        kubectl(["create", "configmap", name, "-n", ns, "--from-literal=step=created"]),
+        kubectl([
+            "create",
+            "configmap",
+            name,
+            "-n",
+            ns,
+            "--from-literal=step=created",
+        ]),
         "kubectl create configmap",
     );
-    next_matching(&mut events, "create", |e| {
-        matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("created"))
-    })
+    next_matching(
+        &mut events,
+        "create",
+        |e| matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("created")),
+    )
     .await;
 
     check(
@@ -101,16 +141,71 @@ async fn watcher_sees_create_update_delete_made_by_kubectl() {
         ]),
         "kubectl patch configmap",
     );
-    next_matching(&mut events, "update", |e| {
-        matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("updated"))
-    })
+    next_matching(
+        &mut events,
+        "update",
+        |e| matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("updated")),
+    )
     .await;
 
-    check(kubectl(["delete", "configmap", name, "-n", ns]), "kubectl delete configmap");
-    next_matching(&mut events, "delete", |e| {
-        matches!(e, watcher::Event::Delete(cm) if cm.metadata.name.as_deref() == Some(name))
-    })
+    check(
+        kubectl(["delete", "configmap", name, "-n", ns]),
+        "kubectl delete configmap",
+    );
+    next_matching(
+        &mut events,
+        "delete",
+        |e| matches!(e, watcher::Event::Delete(cm) if cm.metadata.name.as_deref() == Some(name)),
+    )
     .await;
+}
+
+#[tokio::test]
+async fn helm_installs_a_chart() {
+    let chart = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = chart.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "Chart.yaml",
+        "apiVersion: v2\nname: e2e-cluster-chart\nversion: 0.1.0\n",
+    );
+    write(
+        "templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  answer: {{ .Values.answer | quote }}\n",
+    );
+    let chart_dir = chart.path().to_str().unwrap();
+    // upgrade --install: an external cluster may keep the release from an earlier run.
+    check(
+        cluster::helm([
+            "upgrade",
+            "--install",
+            "e2e-cluster-helm",
+            chart_dir,
+            "-n",
+            "default",
+            "--set",
+            "answer=42",
+        ]),
+        "helm upgrade --install",
+    );
+    let cm = Api::<ConfigMap>::namespaced(cluster::client().await, "default")
+        .get("e2e-cluster-helm")
+        .await
+        .unwrap();
+    assert_eq!(
+        cm.data
+            .unwrap_or_default()
+            .get("answer")
+            .map(String::as_str),
+        Some("42")
+    );
+    check(
+        cluster::helm(["uninstall", "e2e-cluster-helm", "-n", "default"]),
+        "helm uninstall",
+    );
 }
 
 const CHILD_REPORT: &str = "OCELOT_E2E_CHILD_REPORT";
@@ -120,10 +215,16 @@ const CHILD_MODE: &str = "OCELOT_E2E_CHILD_MODE";
 /// starts the shared cluster, reports its pids and work dir, then ends the way the parent asked.
 #[test]
 fn child_starts_cluster_and_exits() {
-    let Some(report) = std::env::var_os(CHILD_REPORT) else { return };
+    let Some(report) = std::env::var_os(CHILD_REPORT) else {
+        return;
+    };
     let c = cluster::shared();
     let pids: Vec<String> = c.pids().iter().map(u32::to_string).collect();
-    std::fs::write(report, format!("{}\n{}\n", pids.join(" "), c.dir().display())).unwrap();
+    std::fs::write(
+        report,
+        format!("{}\n{}\n", pids.join(" "), c.dir().display()),
+    )
+    .unwrap();
     if std::env::var(CHILD_MODE).as_deref() == Ok("abort") {
         std::process::abort(); // no atexit hook: only PR_SET_PDEATHSIG can clean up
     }
@@ -133,7 +234,9 @@ fn child_starts_cluster_and_exits() {
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the ")" that closes the command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -144,14 +247,22 @@ fn no_cluster_process_outlives_its_test_binary() {
         return; // we are the child
     }
     if std::env::var_os(cluster::KUBECONFIG_ENV).is_some() {
-        eprintln!("skipped: {} is set, so no cluster process is started", cluster::KUBECONFIG_ENV);
+        eprintln!(
+            "skipped: {} is set, so no cluster process is started",
+            cluster::KUBECONFIG_ENV
+        );
         return;
     }
     for mode in ["exit", "abort"] {
         let report = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap());
         child
-            .args(["--exact", "child_starts_cluster_and_exits", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_starts_cluster_and_exits",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_REPORT, report.path())
             .env(CHILD_MODE, mode);
         let out = cluster::run_bounded(child, None, Duration::from_secs(300));
@@ -171,7 +282,12 @@ fn no_cluster_process_outlives_its_test_binary() {
             String::from_utf8_lossy(&out.stderr)
         );
         let dir = Path::new(lines.next().unwrap()).to_path_buf();
-        assert_eq!(out.status.success(), mode == "exit", "child status {}", out.status);
+        assert_eq!(
+            out.status.success(),
+            mode == "exit",
+            "child status {}",
+            out.status
+        );
 
         let start = Instant::now();
         for _ in 0..200 {
@@ -181,9 +297,16 @@ fn no_cluster_process_outlives_its_test_binary() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
-        assert!(left.is_empty(), "after the child ({mode}) ended, processes {left:?} still run");
+        assert!(
+            left.is_empty(),
+            "after the child ({mode}) ended, processes {left:?} still run"
+        );
         if mode == "exit" {
-            assert!(!dir.exists(), "work dir {} left behind after a normal exit", dir.display());
+            assert!(
+                !dir.exists(),
+                "work dir {} left behind after a normal exit",
+                dir.display()
+            );
         } else {
             // An abort skips cleanup of files; the next cluster start sweeps such dirs, as this does now.
             let _ = std::fs::remove_dir_all(&dir);
