@@ -86,6 +86,9 @@ fn apply_rules(crd: &mut CustomResourceDefinition) {
             Check::MaxLength(n) => {
                 property_mut(target, rule.field_in_scope())["maxLength"] = json!(n);
             }
+            Check::MaxItems(n) => {
+                property_mut(target, rule.field_in_scope())["maxItems"] = json!(n);
+            }
             Check::RustOnly => {}
         }
     }
@@ -94,10 +97,14 @@ fn apply_rules(crd: &mut CustomResourceDefinition) {
         Some(serde_json::from_value(schema).expect("rewritten schema is valid"));
 }
 
-/// The schema of a dotted field path below `node` (e.g. `bgp.ipv4Address`).
+/// The schema of a dotted field path below `node` (e.g. `bgp.ipv4Address`); a `name[]` segment
+/// steps into the list's item schema.
 fn property_mut<'a>(node: &'a mut Value, path: &str) -> &'a mut Value {
     path.split('.').fold(node, |n, seg| {
-        let n = &mut n["properties"][seg];
+        let n = match seg.strip_suffix("[]") {
+            Some(list) => &mut n["properties"][list]["items"],
+            None => &mut n["properties"][seg],
+        };
         assert!(!n.is_null(), "rule names unknown field {path}");
         n
     })

@@ -22,7 +22,6 @@ fn readyz_says_ok() {
 }
 
 #[test]
-#[ignore = "3 of crds/ (bgpconfigurations, ipamblocks, ippools) are refused by kube-apiserver v1.37 (CEL cost budget, no math ext); run with --ignored once they install"]
 fn every_crd_in_the_repo_is_established() {
     let errors = cluster::shared().crd_errors();
     assert!(
@@ -87,7 +86,6 @@ where
 
 // multi_thread: kubectl runs block the calling thread, and the watch connection must keep being served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "crds/projectcalico.org_ippools.yaml is refused by kube-apiserver v1.37 (CEL cost budget); run with --ignored once it installs"]
 async fn watcher_sees_ippool_create_update_delete_made_by_kubectl() {
     let name = "e2e-cluster-watch";
     // An external cluster may keep one from an earlier run.
@@ -139,86 +137,6 @@ async fn watcher_sees_ippool_create_update_delete_made_by_kubectl() {
         &mut events,
         "delete",
         |e| matches!(e, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some(name)),
-    )
-    .await;
-}
-
-fn step(cm: &ConfigMap) -> Option<&str> {
-    cm.data.as_ref()?.get("step").map(String::as_str)
-}
-
-// multi_thread: kubectl runs block the calling thread, and the watch connection must keep being served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watcher_sees_create_update_delete_made_by_kubectl() {
-    let ns = "e2e-cluster-watch";
-    let name = "watched";
-    check(
-        kubectl_stdin(
-            ["apply", "-f", "-"],
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
-        ),
-        "create namespace",
-    );
-    // An external cluster may keep one from an earlier run.
-    check(
-        kubectl(["delete", "configmap", name, "-n", ns, "--ignore-not-found"]),
-        "delete leftover",
-    );
-
-    let api: Api<ConfigMap> = Api::namespaced(cluster::client().await, ns);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api, config).default_backoff().boxed();
-    next_matching(&mut events, "initial list done", |e| {
-        matches!(e, watcher::Event::InitDone)
-    })
-    .await;
-
-    check(
-        kubectl([
-            "create",
-            "configmap",
-            name,
-            "-n",
-            ns,
-            "--from-literal=step=created",
-        ]),
-        "kubectl create configmap",
-    );
-    next_matching(
-        &mut events,
-        "create",
-        |e| matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("created")),
-    )
-    .await;
-
-    check(
-        kubectl([
-            "patch",
-            "configmap",
-            name,
-            "-n",
-            ns,
-            "--type=merge",
-            "-p",
-            r#"{"data":{"step":"updated"}}"#,
-        ]),
-        "kubectl patch configmap",
-    );
-    next_matching(
-        &mut events,
-        "update",
-        |e| matches!(e, watcher::Event::Apply(cm) if step(cm) == Some("updated")),
-    )
-    .await;
-
-    check(
-        kubectl(["delete", "configmap", name, "-n", ns]),
-        "kubectl delete configmap",
-    );
-    next_matching(
-        &mut events,
-        "delete",
-        |e| matches!(e, watcher::Event::Delete(cm) if cm.metadata.name.as_deref() == Some(name)),
     )
     .await;
 }
