@@ -71,7 +71,18 @@ fn validate_inner(index: usize, doc: &Value, old: Option<&Value>) -> Result<(), 
     let api_version = doc["apiVersion"].as_str().unwrap_or_default();
     let kind = doc["kind"].as_str().unwrap_or_default();
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-    let invalid = ManifestError::Invalid;
+    // Decodes the document as K (schema rules first), then runs K's typed rules.
+    fn run<K: DeserializeOwned>(
+        kind: &str,
+        name: &str,
+        doc: &Value,
+        rules: fn(&K) -> Result<(), ValidationErrors>,
+    ) -> Result<(), ManifestError> {
+        rules(&raw_then_decode::<K>(kind, name, doc)?).map_err(ManifestError::Invalid)
+    }
+    fn no_rules<K>(_: &K) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
     match (api_version, kind) {
         ("projectcalico.org/v3", "IPPool") => {
             let new = raw_then_decode::<api::IPPool>(kind, name, doc)?;
@@ -79,37 +90,27 @@ fn validate_inner(index: usize, doc: &Value, old: Option<&Value>) -> Result<(), 
                 Some(old) => validation::validate_ippool_update(&decode(kind, name, old)?, &new),
                 None => validation::validate_ippool(&new),
             }
-            .map_err(invalid)
+            .map_err(ManifestError::Invalid)
         }
-        ("projectcalico.org/v3", "BGPPeer") => {
-            let v = raw_then_decode::<api::BGPPeer>(kind, name, doc)?;
-            validation::validate_bgppeer(&v).map_err(invalid)
-        }
+        ("projectcalico.org/v3", "BGPPeer") => run(kind, name, doc, validation::validate_bgppeer),
         ("projectcalico.org/v3", "BGPConfiguration") => {
-            let v = raw_then_decode::<api::BGPConfiguration>(kind, name, doc)?;
-            validation::validate_bgpconfiguration(&v).map_err(invalid)
+            run(kind, name, doc, validation::validate_bgpconfiguration)
         }
         ("projectcalico.org/v3", "FelixConfiguration") => {
-            let v = raw_then_decode::<api::FelixConfiguration>(kind, name, doc)?;
-            validation::validate_felixconfiguration(&v).map_err(invalid)
+            run(kind, name, doc, validation::validate_felixconfiguration)
         }
-        ("projectcalico.org/v3", "Node") => {
-            let v = raw_then_decode::<api::Node>(kind, name, doc)?;
-            validation::validate_node(&v).map_err(invalid)
-        }
+        ("projectcalico.org/v3", "Node") => run(kind, name, doc, validation::validate_node),
         ("projectcalico.org/v3", "IPAMBlock") => {
-            let v = raw_then_decode::<api::IPAMBlock>(kind, name, doc)?;
-            validation::validate_ipamblock(&v).map_err(invalid)
+            run(kind, name, doc, validation::validate_ipamblock)
         }
         ("projectcalico.org/v3", "BlockAffinity") => {
-            raw_then_decode::<api::BlockAffinity>(kind, name, doc).map(drop)
+            run::<api::BlockAffinity>(kind, name, doc, no_rules)
         }
         ("ocelot.dev/v1alpha1", "NodeNetworkState") => {
-            let v = raw_then_decode::<api::NodeNetworkState>(kind, name, doc)?;
-            validation::validate_nodenetworkstate(&v).map_err(invalid)
+            run(kind, name, doc, validation::validate_nodenetworkstate)
         }
         ("v1", "Namespace") => {
-            raw_then_decode::<k8s_openapi::api::core::v1::Namespace>(kind, name, doc).map(drop)
+            run::<k8s_openapi::api::core::v1::Namespace>(kind, name, doc, no_rules)
         }
         _ => Err(ManifestError::UnknownKind {
             index,
