@@ -110,7 +110,17 @@ fn validate_inner(index: usize, doc: &Value, old: Option<&Value>) -> Result<(), 
             run(kind, name, doc, validation::validate_nodenetworkstate)
         }
         ("v1", "Namespace") => {
-            run::<k8s_openapi::api::core::v1::Namespace>(kind, name, doc, no_rules)
+            let ns = raw_then_decode::<k8s_openapi::api::core::v1::Namespace>(kind, name, doc)?;
+            let annotations = ns.metadata.annotations.unwrap_or_default();
+            crate::ipam::check_annotations(
+                &annotations,
+                crate::ipam::PoolSource::NamespaceAnnotation,
+            )
+            .map_err(|e| ManifestError::Decode {
+                kind: kind.into(),
+                name: name.into(),
+                message: e.to_string(),
+            })
         }
         _ => Err(ManifestError::UnknownKind {
             index,

@@ -338,3 +338,14 @@ fn every_cel_rule_compiles() {
         assert!(errs.is_empty(), "{}: {errs:#?}", crd.spec.names.kind);
     }
 }
+
+#[test]
+fn namespace_with_malformed_pool_annotation_is_refused_naming_the_annotation() {
+    let doc: Value = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "external-ns", "annotations": {"cni.projectcalico.org/ipv4pools": "external-pool"}}
+    });
+    let err = manifest::validate(0, &doc).expect_err("not a JSON list");
+    let msg = err.to_string();
+    assert!(msg.contains("cni.projectcalico.org/ipv4pools") && msg.contains("external-ns"), "{msg}");
+}

@@ -26,7 +26,7 @@ pub use gc::{
 };
 pub use pool::{
     ANNOTATION_IP_ADDRS, ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS, FamilyPools, PodContext,
-    Pool, PoolSelection,
+    Pool, PoolSelection, check_annotations,
 };
 pub use report::{BlockUsage, CheckReport, PoolUsage, ShowReport};
 

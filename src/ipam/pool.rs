@@ -160,6 +160,22 @@ pub struct PodContext<'a> {
     pub node_labels: &'a BTreeMap<String, String>,
 }
 
+/// Checks the syntax of the pool annotations (`ipv4pools`, `ipv6pools`, `ipAddrs`: JSON lists of
+/// strings) on a pod or namespace, without resolving the names against pools.
+pub fn check_annotations(
+    annotations: &BTreeMap<String, String>,
+    source_kind: PoolSource,
+) -> Result<(), IpamError> {
+    for key in [
+        ANNOTATION_IPV4_POOLS,
+        ANNOTATION_IPV6_POOLS,
+        ANNOTATION_IP_ADDRS,
+    ] {
+        parse_list(annotations, key, source_kind)?;
+    }
+    Ok(())
+}
+
 fn parse_list(
     annotations: &BTreeMap<String, String>,
     key: &str,
