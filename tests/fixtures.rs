@@ -347,5 +347,8 @@ fn namespace_with_malformed_pool_annotation_is_refused_naming_the_annotation() {
     });
     let err = manifest::validate(0, &doc).expect_err("not a JSON list");
     let msg = err.to_string();
-    assert!(msg.contains("cni.projectcalico.org/ipv4pools") && msg.contains("external-ns"), "{msg}");
+    assert!(
+        msg.contains("cni.projectcalico.org/ipv4pools") && msg.contains("external-ns"),
+        "{msg}"
+    );
 }
