@@ -44,6 +44,10 @@ enum Step {
     DeleteNode {
         node: usize,
     },
+    /// A deleted node's Node object is re-created.
+    RestoreNode {
+        node: usize,
+    },
     TogglePool {
         pool: usize,
     },
@@ -65,6 +69,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<usize>().prop_map(|pick| Step::ReleaseAddress { pick }),
         3 => any::<u64>().prop_map(|fail_mask| Step::Commit { fail_mask }),
         1 => (0..NODES).prop_map(|node| Step::DeleteNode { node }),
+        1 => (0..NODES).prop_map(|node| Step::RestoreNode { node }),
         1 => (0..3usize).prop_map(|pool| Step::TogglePool { pool }),
         1 => Just(Step::Gc),
     ]
@@ -93,6 +98,8 @@ struct World {
     next_pod: usize,
     now: SystemTime,
     gc_state: GcState,
+    /// Mirror of GC's node clock: when a GC run first saw each deleted node (that owns blocks) gone.
+    gone_seen: HashMap<usize, SystemTime>,
     /// Outcome counts, to check the generator reaches the interesting paths (IPAM_PROP_STATS=1).
     stats: BTreeMap<&'static str, usize>,
 }
@@ -122,6 +129,7 @@ impl World {
             next_pod: 0,
             now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             gc_state: GcState::default(),
+            gone_seen: HashMap::new(),
             stats: BTreeMap::new(),
         }
     }
@@ -194,6 +202,7 @@ impl World {
         for op in lost {
             let Some(h) = op.handle else { continue };
             let cid = h.strip_prefix(POD_HANDLE_PREFIX).unwrap_or(&h).to_string();
+            let h = h.to_string();
             match op.kind {
                 // The CNI ADD failed: the pod has no address.
                 OpKind::Assign => {
@@ -369,10 +378,12 @@ impl World {
                 }
                 self.pods.retain(|_, m| m.node != node);
                 self.gc(true);
-                // Node gone: its pods' addresses are released at once and its empty blocks are freed.
-                for cidr in self.ipam.node_blocks(&node_name(node)) {
-                    let b = self.ipam.block(&cidr).unwrap();
-                    assert!(!b.is_empty(), "empty block {cidr} of deleted node kept");
+                // Its pods' addresses are released at once (check_invariants finds any left); its
+                // blocks wait out the grace period, as gc() checks: the node may come back.
+            }
+            Step::RestoreNode { node } => {
+                if self.nodes.insert(node) {
+                    *self.stats.entry("restored").or_default() += 1;
                 }
             }
             Step::TogglePool { pool } => {
@@ -388,6 +399,14 @@ impl World {
     fn gc(&mut self, commit: bool) {
         let pods = self.live_pods();
         let nodes = self.node_set();
+        for n in 0..NODES {
+            if self.nodes.contains(&n) || self.ipam.node_blocks(&node_name(n)).is_empty() {
+                self.gone_seen.remove(&n);
+            } else {
+                self.gone_seen.entry(n).or_insert(self.now);
+            }
+        }
+        let grace = DEFAULT_LEAK_GRACE;
         let d = self
             .ipam
             .gc(&GcInput::new(&pods, &nodes, self.now), &self.gc_state);
@@ -399,6 +418,40 @@ impl World {
                 r.handle
             );
             self.ipam.release_handle(&r.handle);
+        }
+        let owner = |ipam: &Ipam, cidr: &ipnet::IpNet| -> Option<usize> {
+            let n = ipam.block(cidr)?.node()?;
+            n.strip_prefix("node-")?.parse().ok()
+        };
+        let freed: HashSet<ipnet::IpNet> = d.free_blocks.iter().map(|f| f.cidr).collect();
+        for f in &d.free_blocks {
+            if let Some(n) = owner(&self.ipam, &f.cidr)
+                && !self.nodes.contains(&n)
+            {
+                // A deleted node's block goes only after the node has been gone for the grace period.
+                let since = self.gone_seen[&n];
+                assert!(
+                    self.now.duration_since(since).unwrap() >= grace,
+                    "block {} of node {n} freed {:?} after it went",
+                    f.cidr,
+                    self.now.duration_since(since)
+                );
+                *self.stats.entry("gone-node-block-freed").or_default() += 1;
+            }
+        }
+        // ...and then it does go, once empty.
+        for b in self.ipam.blocks() {
+            if let Some(n) = owner(&self.ipam, &b.cidr())
+                && let Some(since) = self.gone_seen.get(&n)
+                && self.now.duration_since(*since).unwrap() >= grace
+                && b.is_empty()
+            {
+                assert!(
+                    freed.contains(&b.cidr()),
+                    "empty block {} of node {n} kept",
+                    b.cidr()
+                );
+            }
         }
         for f in &d.free_blocks {
             self.ipam.free_block(&f.cidr).unwrap();

@@ -1,12 +1,15 @@
 //! The block model: one-to-one with the IPAMBlock CRD spec, but with ordinals, free list and
 //! attribute reference counts in forms that make assign and release O(1) to O(block size).
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::IpNet;
 
-use super::{Family, IpamError, addr_to_u128, u128_to_addr};
+use super::{Family, IpamError, addr_to_u128, parse_rfc3339_secs, rfc3339_secs, u128_to_addr};
 use crate::api::ipam::{AllocationAttribute, IPAMBlockSpec};
 
 /// Secondary attribute keys Calico writes (libcalico-go ipam `Attribute*`).
@@ -20,40 +23,126 @@ pub const ATTR_TIMESTAMP: &str = "timestamp";
 /// Allocation type; set for tunnel addresses (`wireguardTunnelAddress`, ...).
 pub const ATTR_TYPE: &str = "type";
 
-/// An allocation record, compacted: the handle is shared with the engine's handle index and the
-/// secondary attributes are a sorted slice instead of a map (a third of the memory at 150k pods).
+/// The part of an allocation record that many records repeat: every secondary attribute except
+/// `pod` and a `timestamp` in our own form (node, namespace, type, anything else). Interned by the
+/// engine, so a node's pods in one namespace share one of these.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Shared {
+    /// Sorted by key, keys unique.
+    pairs: Box<[(Arc<str>, Arc<str>)]>,
+    /// The record's `timestamp` is [`Attr::stamp`] printed as RFC 3339.
+    stamped: bool,
+}
+
+/// An allocation record, compacted (about 50 bytes plus the handle and pod name at 150k pods): the
+/// handle is the one copy the engine keeps, the repeated attributes are interned, and the timestamp
+/// is kept as a number and printed only when the spec is rendered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Attr {
     /// Handle ID, e.g. `k8s-pod-network.<containerID>`; None on records written without one.
     pub handle: Option<Arc<str>>,
-    /// Secondary attributes sorted by key.
-    pub secondary: Box<[(Box<str>, Box<str>)]>,
+    shared: Arc<Shared>,
+    pod: Option<Box<str>>,
+    /// Seconds since the epoch when `shared.stamped`, else 0 (so equal records compare equal).
+    stamp: u64,
 }
 
 impl Attr {
-    /// Build from a handle and key/value pairs (any order).
+    /// Build from a handle and key/value pairs (any order; a repeated key keeps its first value).
     pub fn new(
         handle: Option<&str>,
         secondary: impl IntoIterator<Item = (String, String)>,
     ) -> Attr {
-        let mut v: Vec<(Box<str>, Box<str>)> = secondary
-            .into_iter()
-            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-            .collect();
-        v.sort();
-        v.dedup_by(|a, b| a.0 == b.0);
+        let pairs: Vec<(String, String)> = secondary.into_iter().collect();
+        Attr::build(
+            handle.map(Arc::from),
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut Interner::default(),
+        )
+    }
+
+    /// Build a record, sharing strings and the repeated part through `interner`.
+    pub(crate) fn build<'a>(
+        handle: Option<Arc<str>>,
+        secondary: impl IntoIterator<Item = (&'a str, &'a str)>,
+        interner: &mut Interner,
+    ) -> Attr {
+        let mut rest: Vec<(&str, &str)> = Vec::new();
+        let (mut pod, mut stamp) = (None, None);
+        for (k, v) in secondary {
+            if rest.iter().any(|(rk, _)| *rk == k)
+                || (k == ATTR_POD && pod.is_some())
+                || (k == ATTR_TIMESTAMP && stamp.is_some())
+            {
+                continue;
+            }
+            match k {
+                ATTR_POD => pod = Some(v),
+                ATTR_TIMESTAMP => match parse_rfc3339_secs(v) {
+                    Some(secs) => stamp = Some(secs),
+                    // Someone else's format: kept verbatim.
+                    None => rest.push((k, v)),
+                },
+                _ => rest.push((k, v)),
+            }
+        }
+        rest.sort_unstable();
+        Attr::from_parts(handle, &rest, pod, stamp, interner)
+    }
+
+    /// Build from parts already split: `pairs` sorted by key, unique, without `pod`, and without
+    /// `timestamp` when `stamp` (seconds since the epoch) is given. The assignment hot path.
+    pub(crate) fn from_parts(
+        handle: Option<Arc<str>>,
+        pairs: &[(&str, &str)],
+        pod: Option<&str>,
+        stamp: Option<u64>,
+        interner: &mut Interner,
+    ) -> Attr {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
         Attr {
-            handle: handle.map(Arc::from),
-            secondary: v.into_boxed_slice(),
+            handle,
+            shared: interner.shared(pairs, stamp.is_some()),
+            pod: pod.map(Box::from),
+            stamp: stamp.unwrap_or(0),
         }
     }
 
     /// A secondary attribute by key.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.secondary
-            .binary_search_by(|(k, _)| (**k).cmp(key))
+    pub fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+        match key {
+            ATTR_POD => self.pod.as_deref().map(Cow::Borrowed),
+            ATTR_TIMESTAMP if self.shared.stamped => Some(Cow::Owned(rfc3339_secs(self.stamp))),
+            _ => self.text(key).map(Cow::Borrowed),
+        }
+    }
+
+    /// A secondary attribute kept as text: any key but `pod` and a timestamp in RFC 3339 form.
+    fn text(&self, key: &str) -> Option<&str> {
+        let p = &self.shared.pairs;
+        p.binary_search_by(|(k, _)| (**k).cmp(key))
             .ok()
-            .map(|i| &*self.secondary[i].1)
+            .map(|i| &*p[i].1)
+    }
+
+    /// The `node` attribute.
+    pub fn node(&self) -> Option<&str> {
+        self.text(ATTR_NODE)
+    }
+
+    /// The `namespace` attribute.
+    pub fn namespace(&self) -> Option<&str> {
+        self.text(ATTR_NAMESPACE)
+    }
+
+    /// The `pod` attribute.
+    pub fn pod(&self) -> Option<&str> {
+        self.pod.as_deref()
+    }
+
+    /// The `type` attribute (set on tunnel addresses).
+    pub fn kind(&self) -> Option<&str> {
+        self.text(ATTR_TYPE)
     }
 
     /// The handle as a string slice.
@@ -61,10 +150,26 @@ impl Attr {
         self.handle.as_deref()
     }
 
-    fn from_api(a: &AllocationAttribute) -> Attr {
-        Attr::new(
-            a.handle_id.as_deref(),
-            a.secondary.iter().map(|(k, v)| (k.clone(), v.clone())),
+    /// All secondary attributes, unordered.
+    pub fn secondary(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
+        let pod = self.pod.as_deref().map(|p| (ATTR_POD, Cow::Borrowed(p)));
+        let stamp = self
+            .shared
+            .stamped
+            .then(|| (ATTR_TIMESTAMP, Cow::Owned(rfc3339_secs(self.stamp))));
+        self.shared
+            .pairs
+            .iter()
+            .map(|(k, v)| (&**k, Cow::Borrowed(&**v)))
+            .chain(pod)
+            .chain(stamp)
+    }
+
+    fn from_api(a: &AllocationAttribute, interner: &mut Interner) -> Attr {
+        Attr::build(
+            a.handle_id.as_deref().map(Arc::from),
+            a.secondary.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            interner,
         )
     }
 
@@ -72,12 +177,91 @@ impl Attr {
         AllocationAttribute {
             handle_id: self.handle.as_deref().map(str::to_string),
             secondary: self
-                .secondary
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .secondary()
+                .map(|(k, v)| (k.to_string(), v.into_owned()))
                 .collect(),
         }
     }
+}
+
+/// Shares the strings and record parts that repeat across allocations (node names, namespaces,
+/// attribute keys). Entries nobody else holds any more are dropped whenever the table has doubled.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interner {
+    hasher: DefaultHashBuilder,
+    strs: HashTable<Arc<str>>,
+    shared: HashTable<Arc<Shared>>,
+    purge_at: usize,
+}
+
+impl Interner {
+    /// The shared copy of a string.
+    pub(crate) fn str(&mut self, s: &str) -> Arc<str> {
+        let h = self.hasher.hash_one(s);
+        if let Some(a) = self.strs.find(h, |a| **a == *s) {
+            return a.clone();
+        }
+        self.maybe_purge();
+        let a: Arc<str> = Arc::from(s);
+        let hasher = &self.hasher;
+        self.strs
+            .insert_unique(h, a.clone(), |a| hasher.hash_one(&**a));
+        a
+    }
+
+    /// The shared record part for sorted, key-unique `pairs`.
+    fn shared(&mut self, pairs: &[(&str, &str)], stamped: bool) -> Arc<Shared> {
+        let h = hash_pairs(&self.hasher, pairs.iter().copied(), stamped);
+        let same = |s: &Arc<Shared>| {
+            s.stamped == stamped
+                && s.pairs.len() == pairs.len()
+                && s.pairs
+                    .iter()
+                    .zip(pairs)
+                    .all(|((k, v), (pk, pv))| **k == **pk && **v == **pv)
+        };
+        if let Some(s) = self.shared.find(h, same) {
+            return s.clone();
+        }
+        self.maybe_purge();
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| (self.str(k), self.str(v)))
+            .collect();
+        let s = Arc::new(Shared { pairs, stamped });
+        let hasher = &self.hasher;
+        self.shared.insert_unique(h, s.clone(), |s| {
+            hash_pairs(hasher, s.pairs.iter().map(|(k, v)| (&**k, &**v)), s.stamped)
+        });
+        s
+    }
+
+    fn maybe_purge(&mut self) {
+        let len = self.strs.len() + self.shared.len();
+        if len < self.purge_at {
+            return;
+        }
+        // Parts first: they hold strings.
+        self.shared.retain(|s| Arc::strong_count(s) > 1);
+        self.strs.retain(|s| Arc::strong_count(s) > 1);
+        self.purge_at = (2 * (self.strs.len() + self.shared.len())).max(1024);
+    }
+}
+
+fn hash_pairs<'a>(
+    hasher: &DefaultHashBuilder,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    stamped: bool,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    for (k, v) in pairs {
+        h.write(k.as_bytes());
+        h.write_u8(0xff);
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.write_u8(u8::from(stamped));
+    h.finish()
 }
 
 /// A block of addresses carved from a pool. Field meanings follow [`IPAMBlockSpec`].
@@ -89,8 +273,10 @@ pub struct Block {
     pub affinity: Option<String>,
     /// RFC 3339 time of the claim.
     pub affinity_claim_time: Option<String>,
-    allocations: Vec<Option<u32>>,
-    unallocated: VecDeque<u32>,
+    /// Attribute index per ordinal, [`FREE`] when unallocated.
+    allocations: Vec<u32>,
+    /// Ordinals fit in 16 bits: blocks hold at most 65,536 addresses (checked on parse).
+    unallocated: VecDeque<u16>,
     attributes: Vec<Attr>,
     attr_refs: Vec<u32>,
     /// Deprecated in Calico; carried through unchanged.
@@ -98,8 +284,13 @@ pub struct Block {
     /// CAS guard set while the block is being deleted.
     pub deleted: bool,
     sequence_number: i64,
-    seq_for_alloc: Vec<Option<i64>>,
+    /// Per ordinal; meaningful where the bit in `seq_set` is on (half the size of `Option<i64>`).
+    seq_for_alloc: Vec<i64>,
+    seq_set: Vec<u64>,
 }
+
+/// `allocations` entry of a free ordinal.
+const FREE: u32 = u32::MAX;
 
 /// Object name of the IPAMBlock for a CIDR: `.`, `:` and `/` replaced by `-`, e.g. `198-19-22-128-26`.
 pub fn block_name(cidr: &IpNet) -> String {
@@ -143,20 +334,29 @@ impl Block {
             cidr,
             affinity,
             affinity_claim_time: claim_time,
-            allocations: vec![None; size as usize],
-            unallocated: (0..size).collect(),
+            allocations: vec![FREE; size as usize],
+            unallocated: (0..size).map(|o| o as u16).collect(),
             attributes: Vec::new(),
             attr_refs: Vec::new(),
             strict_affinity: false,
             deleted: false,
             sequence_number: seq,
-            seq_for_alloc: vec![None; size as usize],
+            seq_for_alloc: vec![0; size as usize],
+            seq_set: vec![0; (size as usize).div_ceil(64)],
         }
     }
 
     /// Parse and check an IPAMBlock spec. Inconsistent records are refused rather than repaired, so a
     /// corrupted block is never used for assignment (ipam check reports it).
     pub fn from_spec(spec: &IPAMBlockSpec) -> Result<Block, IpamError> {
+        Block::from_spec_in(spec, &mut Interner::default())
+    }
+
+    /// [`Block::from_spec`], sharing repeated strings through the engine's interner.
+    pub(crate) fn from_spec_in(
+        spec: &IPAMBlockSpec,
+        interner: &mut Interner,
+    ) -> Result<Block, IpamError> {
         let bad = |reason: String| IpamError::InvalidBlock {
             block: spec.cidr.clone(),
             reason,
@@ -185,10 +385,12 @@ impl Block {
         let mut attr_refs = vec![0u32; spec.attributes.len()];
         for (ord, a) in spec.allocations.iter().enumerate() {
             match a {
-                None => allocations.push(None),
-                Some(i) if *i >= 0 && (*i as usize) < spec.attributes.len() => {
+                None => allocations.push(FREE),
+                Some(i)
+                    if *i >= 0 && (*i as usize) < spec.attributes.len() && *i < i64::from(FREE) =>
+                {
                     attr_refs[*i as usize] += 1;
-                    allocations.push(Some(*i as u32));
+                    allocations.push(*i as u32);
                 }
                 Some(i) => {
                     return Err(bad(format!(
@@ -207,25 +409,27 @@ impl Block {
             if seen[o as usize] {
                 return Err(bad(format!("unallocated lists ordinal {o} twice")));
             }
-            if allocations[o as usize].is_some() {
+            if allocations[o as usize] != FREE {
                 return Err(bad(format!(
                     "ordinal {o} is both allocated and unallocated"
                 )));
             }
             seen[o as usize] = true;
-            unallocated.push_back(o as u32);
+            unallocated.push_back(o as u16);
         }
-        if let Some(o) = (0..size).find(|&o| !seen[o] && allocations[o].is_none()) {
+        if let Some(o) = (0..size).find(|&o| !seen[o] && allocations[o] == FREE) {
             return Err(bad(format!(
                 "ordinal {o} is neither allocated nor unallocated"
             )));
         }
-        let mut seq_for_alloc = vec![None; size];
+        let mut seq_for_alloc = vec![0; size];
+        let mut seq_set = vec![0u64; size.div_ceil(64)];
         for (k, v) in spec.sequence_number_for_allocation.iter().flatten() {
             if let Ok(o) = k.parse::<usize>()
                 && o < size
             {
-                seq_for_alloc[o] = Some(*v);
+                seq_for_alloc[o] = *v;
+                seq_set[o / 64] |= 1 << (o % 64);
             }
         }
         Ok(Block {
@@ -235,28 +439,34 @@ impl Block {
             affinity_claim_time: spec.affinity_claim_time.clone(),
             allocations,
             unallocated,
-            attributes: spec.attributes.iter().map(Attr::from_api).collect(),
+            attributes: spec
+                .attributes
+                .iter()
+                .map(|a| Attr::from_api(a, interner))
+                .collect(),
             attr_refs,
             strict_affinity: spec.strict_affinity,
             deleted: spec.deleted,
             sequence_number: spec.sequence_number.unwrap_or(0),
             seq_for_alloc,
+            seq_set,
         })
     }
 
     /// The IPAMBlock spec for this block.
     pub fn to_spec(&self) -> IPAMBlockSpec {
-        let seq_map: BTreeMap<String, i64> = self
-            .seq_for_alloc
-            .iter()
-            .enumerate()
-            .filter_map(|(o, s)| s.map(|s| (o.to_string(), s)))
+        let seq_map: BTreeMap<String, i64> = (0..self.size())
+            .filter_map(|o| self.sequence_for(o).map(|s| (o.to_string(), s)))
             .collect();
         IPAMBlockSpec {
             cidr: self.cidr.to_string(),
             affinity: self.affinity.clone(),
             affinity_claim_time: self.affinity_claim_time.clone(),
-            allocations: self.allocations.iter().map(|a| a.map(i64::from)).collect(),
+            allocations: self
+                .allocations
+                .iter()
+                .map(|&a| (a != FREE).then_some(i64::from(a)))
+                .collect(),
             unallocated: self.unallocated.iter().map(|&o| i64::from(o)).collect(),
             attributes: self.attributes.iter().map(Attr::to_api).collect(),
             strict_affinity: self.strict_affinity,
@@ -330,13 +540,29 @@ impl Block {
 
     /// The allocation record of an ordinal, if allocated.
     pub fn attr(&self, ordinal: u32) -> Option<&Attr> {
-        let i = (*self.allocations.get(ordinal as usize)?)?;
-        Some(&self.attributes[i as usize])
+        let i = *self.allocations.get(ordinal as usize)?;
+        (i != FREE).then(|| &self.attributes[i as usize])
     }
 
     /// Sequence number at which an ordinal was allocated.
     pub fn sequence_for(&self, ordinal: u32) -> Option<i64> {
-        *self.seq_for_alloc.get(ordinal as usize)?
+        let o = ordinal as usize;
+        let set = self.seq_set.get(o / 64)? & (1 << (o % 64)) != 0;
+        set.then(|| self.seq_for_alloc[o])
+    }
+
+    fn set_sequence_for(&mut self, ordinal: u32, seq: Option<i64>) {
+        let o = ordinal as usize;
+        match seq {
+            Some(s) => {
+                self.seq_for_alloc[o] = s;
+                self.seq_set[o / 64] |= 1 << (o % 64);
+            }
+            None => {
+                self.seq_for_alloc[o] = 0;
+                self.seq_set[o / 64] &= !(1 << (o % 64));
+            }
+        }
     }
 
     /// Allocated ordinals with their records, in ordinal order.
@@ -344,34 +570,35 @@ impl Block {
         self.allocations
             .iter()
             .enumerate()
-            .filter_map(|(o, a)| a.map(|i| (o as u32, &self.attributes[i as usize])))
+            .filter(|(_, a)| **a != FREE)
+            .map(|(o, &i)| (o as u32, &self.attributes[i as usize]))
     }
 
     /// Free ordinals in hand-out order.
     pub fn unallocated(&self) -> impl Iterator<Item = u32> + '_ {
-        self.unallocated.iter().copied()
+        self.unallocated.iter().map(|&o| u32::from(o))
     }
 
-    fn attr_index(&mut self, attr: &Attr) -> u32 {
+    fn attr_index(&mut self, attr: Attr) -> u32 {
         // Records are shared by identical (handle, secondary), as Calico's findOrAddAttribute does.
-        if let Some(i) = self.attributes.iter().position(|a| a == attr) {
+        if let Some(i) = self.attributes.iter().position(|a| *a == attr) {
             return i as u32;
         }
-        self.attributes.push(attr.clone());
+        self.attributes.push(attr);
         self.attr_refs.push(0);
         (self.attributes.len() - 1) as u32
     }
 
     /// Take the first free ordinal (FIFO reuse).
-    pub fn assign_next(&mut self, attr: &Attr, seq: i64) -> Option<u32> {
-        let ord = self.unallocated.pop_front()?;
+    pub fn assign_next(&mut self, attr: Attr, seq: i64) -> Option<u32> {
+        let ord = u32::from(self.unallocated.pop_front()?);
         self.set_allocated(ord, attr, seq);
         Some(ord)
     }
 
     /// Take a specific ordinal; false if it is not free.
-    pub fn assign_ordinal(&mut self, ord: u32, attr: &Attr, seq: i64) -> bool {
-        let Some(pos) = self.unallocated.iter().position(|&o| o == ord) else {
+    pub fn assign_ordinal(&mut self, ord: u32, attr: Attr, seq: i64) -> bool {
+        let Some(pos) = self.unallocated.iter().position(|&o| u32::from(o) == ord) else {
             return false;
         };
         self.unallocated.remove(pos);
@@ -379,25 +606,30 @@ impl Block {
         true
     }
 
-    fn set_allocated(&mut self, ord: u32, attr: &Attr, seq: i64) {
+    fn set_allocated(&mut self, ord: u32, attr: Attr, seq: i64) {
         let i = self.attr_index(attr);
         self.attr_refs[i as usize] += 1;
-        self.allocations[ord as usize] = Some(i);
-        self.seq_for_alloc[ord as usize] = Some(seq);
+        self.allocations[ord as usize] = i;
+        self.set_sequence_for(ord, Some(seq));
     }
 
-    /// Free an ordinal (appended to the free list) and return its record; None if it was free.
-    pub fn release_ordinal(&mut self, ord: u32) -> Option<Attr> {
-        let i = self.allocations.get_mut(ord as usize)?.take()? as usize;
-        self.unallocated.push_back(ord);
-        self.seq_for_alloc[ord as usize] = None;
+    /// Free an ordinal (appended to the free list). None if it was free; else the record's handle.
+    pub fn release_ordinal(&mut self, ord: u32) -> Option<Option<Arc<str>>> {
+        let slot = self.allocations.get_mut(ord as usize)?;
+        let i = std::mem::replace(slot, FREE);
+        if i == FREE {
+            return None;
+        }
+        let i = i as usize;
+        self.unallocated.push_back(ord as u16);
+        self.set_sequence_for(ord, None);
         self.attr_refs[i] -= 1;
-        let attr = if self.attr_refs[i] == 0 {
-            self.remove_attr(i)
+        let handle = if self.attr_refs[i] == 0 {
+            self.remove_attr(i).handle
         } else {
-            self.attributes[i].clone()
+            self.attributes[i].handle.clone()
         };
-        Some(attr)
+        Some(handle)
     }
 
     fn remove_attr(&mut self, i: usize) -> Attr {
@@ -405,8 +637,8 @@ impl Block {
         let attr = self.attributes.remove(i);
         self.attr_refs.remove(i);
         let i = i as u32;
-        for a in self.allocations.iter_mut().flatten() {
-            if *a > i {
+        for a in self.allocations.iter_mut() {
+            if *a != FREE && *a > i {
                 *a -= 1;
             }
         }

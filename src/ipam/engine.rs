@@ -6,19 +6,21 @@
 //! reports back with [`Ipam::commit_succeeded`] or [`Ipam::rollback`], which returns exactly the ops
 //! the failed write lost. At most one write per block is in flight, so sequence numbers stay linear.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::IpNet;
 
-use super::block::{ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, ATTR_TYPE};
+use super::block::{ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, ATTR_TYPE, Interner};
 use super::error::PoolSource;
 use super::pool::{FamilyPools, PodContext, PoolSelection, automatic_pools, select};
 use super::{
     Attr, Block, DEFAULT_MAX_BLOCKS_PER_HOST, Family, IPIP_HANDLE_PREFIX, IpamError, Pool,
     VXLAN_HANDLE_PREFIX, WIREGUARD_HANDLE_PREFIX, addr_to_u128, affinity_name, block_name, fnv32,
-    host_affinity, rfc3339, unix_nanos,
+    host_affinity, rfc3339, rfc3339_secs, unix_nanos, unix_secs,
 };
 use crate::api::ipam::{AffinityState, BlockAffinitySpec, IPAMBlockSpec};
 use crate::api::ippool::{AllowedUse, IPPoolSpec};
@@ -45,29 +47,170 @@ impl IpamConfig {
 
 /// Blocks sort by family, then start address, so range scans find containing/overlapping blocks. The
 /// prefix is part of the key so a mis-sized block sharing a start address (ipam check's "overlap")
-/// does not shadow the other.
+/// does not shadow the other. The start is two u64 halves (high first, so the order is the u128
+/// order) to keep the key 8-byte aligned: 24 bytes instead of 32 in every map and index entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct BlockKey {
     v6: bool,
-    start: u128,
+    hi: u64,
+    lo: u64,
     prefix: u8,
 }
 
 impl BlockKey {
-    /// Upper bound for range scans: sorts after every block starting at `a`.
-    pub(crate) fn of_addr(a: IpAddr) -> BlockKey {
+    fn new(v6: bool, start: u128, prefix: u8) -> BlockKey {
         BlockKey {
-            v6: a.is_ipv6(),
-            start: addr_to_u128(a),
-            prefix: u8::MAX,
+            v6,
+            hi: (start >> 64) as u64,
+            lo: start as u64,
+            prefix,
         }
     }
+    /// Upper bound for range scans: sorts after every block starting at `a`.
+    pub(crate) fn of_addr(a: IpAddr) -> BlockKey {
+        BlockKey::new(a.is_ipv6(), addr_to_u128(a), u8::MAX)
+    }
     pub(crate) fn of(cidr: &IpNet) -> BlockKey {
-        BlockKey {
-            v6: cidr.addr().is_ipv6(),
-            start: addr_to_u128(cidr.network()),
-            prefix: cidr.prefix_len(),
+        BlockKey::new(
+            cidr.addr().is_ipv6(),
+            addr_to_u128(cidr.network()),
+            cidr.prefix_len(),
+        )
+    }
+    fn start(&self) -> u128 {
+        u128::from(self.hi) << 64 | u128::from(self.lo)
+    }
+}
+
+/// Where one allocation of a handle is, plus 32 bits of the handle's hash (so the table can grow
+/// without reading the handles back). 24 bytes; the handle text lives only in the block's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Loc {
+    hi: u64,
+    lo: u64,
+    v6: bool,
+    prefix: u8,
+    ord: u16,
+    hash: u32,
+}
+
+impl Loc {
+    fn new(key: BlockKey, ord: u32, hash: u32) -> Loc {
+        Loc {
+            hi: key.hi,
+            lo: key.lo,
+            v6: key.v6,
+            prefix: key.prefix,
+            ord: ord as u16,
+            hash,
         }
+    }
+    fn key(&self) -> BlockKey {
+        BlockKey {
+            v6: self.v6,
+            hi: self.hi,
+            lo: self.lo,
+            prefix: self.prefix,
+        }
+    }
+    fn ord(&self) -> u32 {
+        u32::from(self.ord)
+    }
+}
+
+/// Handle → locations of its addresses. Equality is checked against the handle in the block record,
+/// so the index holds no copy of the handle strings.
+#[derive(Clone, Debug, Default)]
+struct HandleIndex {
+    hasher: DefaultHashBuilder,
+    table: HashTable<Loc>,
+    /// Number of distinct handles.
+    distinct: usize,
+}
+
+/// The table hash from the stored 32 bits: repeated so both hashbrown's bucket bits (low) and its
+/// tag bits (top 7) come from them.
+fn table_hash(h: u32) -> u64 {
+    u64::from(h) | u64::from(h) << 32
+}
+
+fn handle_at<'a>(blocks: &'a BTreeMap<BlockKey, Entry>, l: &Loc) -> Option<&'a str> {
+    blocks.get(&l.key())?.block.attr(l.ord())?.handle()
+}
+
+impl HandleIndex {
+    fn h32(&self, handle: &str) -> u32 {
+        self.hasher.hash_one(handle) as u32
+    }
+
+    fn contains(&self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str, h: u32) -> bool {
+        self.table
+            .iter_hash(table_hash(h))
+            .any(|l| l.hash == h && handle_at(blocks, l) == Some(handle))
+    }
+
+    /// Record an allocation; its record must already be in `blocks`.
+    fn insert(
+        &mut self,
+        blocks: &BTreeMap<BlockKey, Entry>,
+        handle: &str,
+        key: BlockKey,
+        ord: u32,
+    ) {
+        let h = self.h32(handle);
+        if !self.contains(blocks, handle, h) {
+            self.distinct += 1;
+        }
+        self.table
+            .insert_unique(table_hash(h), Loc::new(key, ord, h), |l| table_hash(l.hash));
+    }
+
+    /// Forget one allocation; its record must still be in `blocks`.
+    fn remove(
+        &mut self,
+        blocks: &BTreeMap<BlockKey, Entry>,
+        handle: &str,
+        key: BlockKey,
+        ord: u32,
+    ) {
+        let h = self.h32(handle);
+        let loc = Loc::new(key, ord, h);
+        if let Ok(e) = self.table.find_entry(table_hash(h), |l| *l == loc) {
+            e.remove();
+            if !self.contains(blocks, handle, h) {
+                self.distinct -= 1;
+            }
+        }
+    }
+
+    /// A handle's allocations, in block and ordinal order.
+    fn get(&self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str) -> Vec<(BlockKey, u32)> {
+        let h = self.h32(handle);
+        let mut v: Vec<(BlockKey, u32)> = self
+            .table
+            .iter_hash(table_hash(h))
+            .filter(|l| l.hash == h && handle_at(blocks, l) == Some(handle))
+            .map(|l| (l.key(), l.ord()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Remove and return a handle's allocations, in block and ordinal order.
+    fn take(&mut self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str) -> Vec<(BlockKey, u32)> {
+        let v = self.get(blocks, handle);
+        if v.is_empty() {
+            return v;
+        }
+        let h = self.h32(handle);
+        for &(k, o) in &v {
+            let loc = Loc::new(k, o, h);
+            if let Ok(e) = self.table.find_entry(table_hash(h), |l| *l == loc) {
+                e.remove();
+            }
+        }
+        self.distinct -= 1;
+        v
     }
 }
 
@@ -139,26 +282,36 @@ impl AssignRequest {
         }
     }
 
-    fn attr(&self) -> Attr {
-        let mut s = vec![
-            (ATTR_NODE.to_string(), self.node.clone()),
-            (ATTR_TIMESTAMP.to_string(), rfc3339(self.time)),
-        ];
-        match &self.kind {
+    /// The allocation record. The timestamp stays a number until a spec is rendered.
+    fn attr(&self, interner: &mut Interner) -> Attr {
+        let node = (ATTR_NODE, self.node.as_str());
+        // Calico's AttributeType values for tunnel addresses.
+        let tunnel = |t| [node, (ATTR_TYPE, t)];
+        // Pairs in key order: namespace < node < type.
+        let (pairs, pod): ([(&str, &str); 2], _) = match &self.kind {
             AssignKind::Pod { namespace, name } => {
-                s.push((ATTR_NAMESPACE.to_string(), namespace.clone()));
-                s.push((ATTR_POD.to_string(), name.clone()));
+                ([(ATTR_NAMESPACE, namespace), node], Some(name.as_str()))
             }
-            // Calico's AttributeType values for tunnel addresses.
-            AssignKind::WireguardTunnel => {
-                s.push((ATTR_TYPE.to_string(), "wireguardTunnelAddress".into()))
-            }
-            AssignKind::IpipTunnel => s.push((ATTR_TYPE.to_string(), "ipipTunnelAddress".into())),
-            AssignKind::VxlanTunnel => s.push((ATTR_TYPE.to_string(), "vxlanTunnelAddress".into())),
+            AssignKind::WireguardTunnel => (tunnel("wireguardTunnelAddress"), None),
+            AssignKind::IpipTunnel => (tunnel("ipipTunnelAddress"), None),
+            AssignKind::VxlanTunnel => (tunnel("vxlanTunnelAddress"), None),
+        };
+        let secs = unix_secs(self.time);
+        let handle = Some(Arc::from(self.handle.as_str()));
+        // Past year 9999 a stamp does not round-trip through RFC 3339 text: keep it as text then.
+        if secs < MAX_STAMP {
+            return Attr::from_parts(handle, &pairs, pod, Some(secs), interner);
         }
-        Attr::new(Some(&self.handle), s)
+        let text = rfc3339_secs(secs);
+        let mut all = vec![(ATTR_TIMESTAMP, text.as_str())];
+        all.extend(pairs);
+        all.extend(pod.map(|p| (ATTR_POD, p)));
+        Attr::build(handle, all, interner)
     }
 }
+
+/// First second of the year 10000.
+const MAX_STAMP: u64 = 253_402_300_800;
 
 /// Identifies the block write an op depends on: durable once the block is persisted at `sequence`
 /// within the same `epoch` (the epoch changes whenever uncommitted ops are discarded).
@@ -210,8 +363,8 @@ pub enum OpKind {
 pub struct Op {
     /// Assign or release.
     pub kind: OpKind,
-    /// The allocation's handle.
-    pub handle: Option<String>,
+    /// The allocation's handle (shared with the block record, not copied).
+    pub handle: Option<Arc<str>>,
     /// The address.
     pub address: IpAddr,
 }
@@ -330,9 +483,11 @@ pub struct Ipam {
     config: IpamConfig,
     pools: BTreeMap<String, Pool>,
     blocks: BTreeMap<BlockKey, Entry>,
-    node_blocks: HashMap<String, BTreeSet<BlockKey>>,
-    handles: HashMap<Arc<str>, Vec<(BlockKey, u32)>>,
+    /// Sorted; a node owns at most maxBlocksPerHost blocks, so a Vec beats a tree here.
+    node_blocks: HashMap<Arc<str>, Vec<BlockKey>>,
+    handles: HandleIndex,
     dirty: BTreeSet<BlockKey>,
+    interner: Interner,
 }
 
 impl Ipam {
@@ -428,7 +583,7 @@ impl Ipam {
     /// Load or refresh a block read from the API. A newer version than ours discards our uncommitted
     /// ops on it (returned, to be redone); our own write echoed back acknowledges it.
     pub fn observe_block(&mut self, spec: &IPAMBlockSpec) -> Result<Vec<Op>, IpamError> {
-        let b = Block::from_spec(spec)?;
+        let b = Block::from_spec_in(spec, &mut self.interner)?;
         let key = BlockKey::of(&b.cidr());
         let Some(e) = self.blocks.get(&key) else {
             self.insert_entry(key, Entry::clean(b));
@@ -489,7 +644,7 @@ impl Ipam {
 
     /// Nodes that own at least one block.
     pub fn nodes_with_blocks(&self) -> impl Iterator<Item = &str> {
-        self.node_blocks.keys().map(String::as_str)
+        self.node_blocks.keys().map(|n| &**n)
     }
 
     fn block_containing(&self, addr: IpAddr) -> Option<BlockKey> {
@@ -523,16 +678,10 @@ impl Ipam {
             let end = start + (bl - 1);
             let hit = self
                 .blocks
-                .range(
-                    ..=BlockKey {
-                        v6,
-                        start: end,
-                        prefix: u8::MAX,
-                    },
-                )
+                .range(..=BlockKey::new(v6, end, u8::MAX))
                 .next_back()
                 .filter(|(k, _)| k.v6 == v6)
-                .map(|(k, e)| k.start + u128::from(e.block.size() - 1))
+                .map(|(k, e)| k.start() + u128::from(e.block.size() - 1))
                 .filter(|&b_end| b_end >= start);
             match hit {
                 None => return Some(pool.block_at(i)),
@@ -581,7 +730,7 @@ impl Ipam {
 
     fn check_block_limit(&self, node: &str) -> Result<(), IpamError> {
         let limit = self.config.block_limit();
-        let owned = self.node_blocks.get(node).map_or(0, BTreeSet::len);
+        let owned = self.node_blocks.get(node).map_or(0, Vec::len);
         if owned >= limit as usize {
             return Err(IpamError::BlockLimit {
                 node: node.to_string(),
@@ -694,7 +843,7 @@ impl Ipam {
             });
         }
         // 1. The node's own blocks, pool by pool.
-        let own = self.node_blocks.get(&req.node);
+        let own = self.node_blocks.get(req.node.as_str());
         let mut found = None;
         if let Some(own) = own {
             'pools: for p in &usable {
@@ -823,26 +972,27 @@ impl Ipam {
         address: Option<IpAddr>,
         borrowed: bool,
     ) -> Assignment {
-        let attr = req.attr();
+        let attr = req.attr(&mut self.interner);
+        let handle = attr.handle.clone();
         let e = self.blocks.get_mut(&key).expect("caller checked the block");
         let seq = e.next_seq();
         e.touch();
         let ord = match address {
             Some(a) => {
                 let ord = e.block.ordinal(a).expect("caller checked the address");
-                let ok = e.block.assign_ordinal(ord, &attr, seq);
+                let ok = e.block.assign_ordinal(ord, attr, seq);
                 debug_assert!(ok, "caller checked the ordinal is free");
                 ord
             }
             None => e
                 .block
-                .assign_next(&attr, seq)
+                .assign_next(attr, seq)
                 .expect("caller checked the block has room"),
         };
         let address = e.block.address(ord);
         e.pending.push(Op {
             kind: OpKind::Assign,
-            handle: Some(req.handle.clone()),
+            handle: handle.clone(),
             address,
         });
         let ticket = CommitTicket {
@@ -850,8 +1000,8 @@ impl Ipam {
             epoch: e.epoch,
             sequence: seq,
         };
-        let handle = attr.handle.clone().expect("requests always carry a handle");
-        self.handles.entry(handle).or_default().push((key, ord));
+        let handle = handle.expect("requests always carry a handle");
+        self.handles.insert(&self.blocks, &handle, key, ord);
         self.dirty.insert(key);
         Assignment {
             address,
@@ -865,9 +1015,7 @@ impl Ipam {
 
     /// Release every address of a handle. Idempotent: an unknown handle releases nothing.
     pub fn release_handle(&mut self, handle: &str) -> Vec<IpAddr> {
-        let Some(locs) = self.handles.remove(handle) else {
-            return Vec::new();
-        };
+        let locs = self.handles.take(&self.blocks, handle);
         locs.into_iter()
             .map(|(k, ord)| self.release_at(k, ord))
             .collect()
@@ -878,13 +1026,8 @@ impl Ipam {
         let k = self.block_containing(address)?;
         let ord = self.blocks[&k].block.ordinal(address)?;
         let handle = self.blocks[&k].block.attr(ord)?.handle.clone();
-        if let Some(h) = &handle
-            && let Some(v) = self.handles.get_mut(h)
-        {
-            v.retain(|&(bk, o)| (bk, o) != (k, ord));
-            if v.is_empty() {
-                self.handles.remove(h);
-            }
+        if let Some(h) = &handle {
+            self.handles.remove(&self.blocks, h, k, ord);
         }
         self.release_at(k, ord);
         Some(handle.map(|h| h.to_string()).unwrap_or_default())
@@ -897,10 +1040,10 @@ impl Ipam {
             .expect("index points at live blocks");
         e.touch();
         let address = e.block.address(ord);
-        let attr = e.block.release_ordinal(ord);
+        let handle = e.block.release_ordinal(ord).flatten();
         e.pending.push(Op {
             kind: OpKind::Release,
-            handle: attr.and_then(|a| a.handle.map(|h| h.to_string())),
+            handle,
             address,
         });
         self.dirty.insert(key);
@@ -910,13 +1053,10 @@ impl Ipam {
     /// The addresses held by a handle.
     pub fn handle_addresses(&self, handle: &str) -> Vec<IpAddr> {
         self.handles
-            .get(handle)
-            .map(|v| {
-                v.iter()
-                    .map(|(k, o)| self.blocks[k].block.address(*o))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .get(&self.blocks, handle)
+            .iter()
+            .map(|(k, o)| self.blocks[k].block.address(*o))
+            .collect()
     }
 
     /// The allocation record of an address, if allocated.
@@ -927,7 +1067,7 @@ impl Ipam {
 
     /// Number of handles with at least one address.
     pub fn handle_count(&self) -> usize {
-        self.handles.len()
+        self.handles.distinct
     }
 
     // ---- group commit ----
@@ -1073,37 +1213,37 @@ impl Ipam {
     // ---- index maintenance ----
 
     fn insert_entry(&mut self, key: BlockKey, e: Entry) {
-        for (ord, a) in e.block.allocations() {
-            if let Some(h) = &a.handle {
-                self.handles.entry(h.clone()).or_default().push((key, ord));
+        if let Some(n) = e.block.node() {
+            let n = self.interner.str(n);
+            let v = self.node_blocks.entry(n).or_default();
+            if let Err(i) = v.binary_search(&key) {
+                v.insert(i, key);
             }
         }
-        if let Some(n) = e.block.node() {
-            self.node_blocks
-                .entry(n.to_string())
-                .or_default()
-                .insert(key);
-        }
         self.blocks.insert(key, e);
+        // The index reads handles from the records, so they go in after the block.
+        let b = &self.blocks[&key].block;
+        for (ord, a) in b.allocations() {
+            if let Some(h) = &a.handle {
+                self.handles.insert(&self.blocks, h, key, ord);
+            }
+        }
     }
 
     fn remove_entry(&mut self, key: BlockKey) -> Option<Entry> {
-        let e = self.blocks.remove(&key)?;
-        self.dirty.remove(&key);
-        for (ord, a) in e.block.allocations() {
-            if let Some(h) = &a.handle
-                && let Some(v) = self.handles.get_mut(h)
-            {
-                v.retain(|&l| l != (key, ord));
-                if v.is_empty() {
-                    self.handles.remove(h);
-                }
+        // The index reads handles from the records, so they leave it before the block goes.
+        let b = &self.blocks.get(&key)?.block;
+        for (ord, a) in b.allocations() {
+            if let Some(h) = &a.handle {
+                self.handles.remove(&self.blocks, h, key, ord);
             }
         }
+        let e = self.blocks.remove(&key)?;
+        self.dirty.remove(&key);
         if let Some(n) = e.block.node()
             && let Some(s) = self.node_blocks.get_mut(n)
         {
-            s.remove(&key);
+            s.retain(|k| *k != key);
             if s.is_empty() {
                 self.node_blocks.remove(n);
             }
@@ -1127,7 +1267,7 @@ impl Ipam {
     }
 
     pub(crate) fn node_block_count(&self, node: &str) -> usize {
-        self.node_blocks.get(node).map_or(0, BTreeSet::len)
+        self.node_blocks.get(node).map_or(0, Vec::len)
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use super::block::{ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TYPE};
 use super::{DEFAULT_LEAK_GRACE, Ipam, POD_HANDLE_PREFIX, affinity_name, block_name};
 
 /// A pod that exists now.
@@ -59,6 +58,9 @@ pub struct GcState {
     pub leak_first_seen: HashMap<String, SystemTime>,
     /// Block → first time it was seen empty.
     pub empty_first_seen: HashMap<IpNet, SystemTime>,
+    /// Deleted node that still owns blocks → first time it was seen gone. Its empty blocks are
+    /// freed once it has been gone for the grace period (the Node object may be re-created).
+    pub node_gone_since: HashMap<String, SystemTime>,
 }
 
 /// Why a handle is released.
@@ -84,7 +86,7 @@ pub struct ReleaseHandle {
 /// Why a block is freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeReason {
-    /// Its node no longer exists.
+    /// Its node has been gone for the whole grace period.
     NodeGone,
     /// It lies outside every pool.
     PoolGone,
@@ -159,7 +161,7 @@ impl Ipam {
             for (ord, a) in b.allocations() {
                 let Some(handle) = a.handle() else { continue };
                 let addr = b.address(ord);
-                let node = a.get(ATTR_NODE).or(b.node());
+                let node = a.node().or(b.node());
                 let node_live = node.is_some_and(|n| input.nodes.contains(n));
                 let v = if live_ips.contains(&addr) {
                     Verdict::Valid
@@ -169,16 +171,13 @@ impl Ipam {
                     } else {
                         Verdict::Leak(LeakReason::NodeGone)
                     }
-                } else if a
-                    .get(ATTR_TYPE)
-                    .is_some_and(|t| t.ends_with("TunnelAddress"))
-                {
+                } else if a.kind().is_some_and(|t| t.ends_with("TunnelAddress")) {
                     if node_live {
                         Verdict::Valid
                     } else {
                         Verdict::Leak(LeakReason::NodeGone)
                     }
-                } else if let (Some(ns), Some(pod)) = (a.get(ATTR_NAMESPACE), a.get(ATTR_POD)) {
+                } else if let (Some(ns), Some(pod)) = (a.namespace(), a.pod()) {
                     let cid = handle.strip_prefix(POD_HANDLE_PREFIX);
                     let same_sandbox = cid.is_some_and(|c| by_cid.contains(c));
                     let named = || {
@@ -239,6 +238,19 @@ impl Ipam {
         }
         release.sort_by(|a, b| a.handle.cmp(&b.handle));
 
+        // Deleted nodes that still own blocks: their blocks wait out the grace period, measured
+        // from the first run that saw the node gone (a node that comes back drops out of the state).
+        let gone_long = |n: &str| -> bool {
+            let first = state.node_gone_since.get(n).copied().unwrap_or(input.now);
+            elapsed(first, input.now) >= input.grace
+        };
+        for n in self.nodes_with_blocks() {
+            if !input.nodes.contains(n) {
+                let first = state.node_gone_since.get(n).copied().unwrap_or(input.now);
+                next.node_gone_since.insert(n.to_string(), first);
+            }
+        }
+
         // Blocks: empty once this decision's releases are applied.
         let mut free_blocks = Vec::new();
         let mut freed_per_node: HashMap<&str, usize> = HashMap::new();
@@ -255,7 +267,10 @@ impl Ipam {
                 Some(FreeReason::NoAffinity)
             } else if self.pool_of(&cidr).is_none() {
                 Some(FreeReason::PoolGone)
-            } else if b.node().is_some_and(|n| !input.nodes.contains(n)) {
+            } else if let Some(n) = b.node().filter(|n| !input.nodes.contains(*n)) {
+                if !gone_long(n) {
+                    continue;
+                }
                 Some(FreeReason::NodeGone)
             } else {
                 None

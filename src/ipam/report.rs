@@ -6,7 +6,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
-use super::block::{ATTR_NAMESPACE, ATTR_POD};
 use super::gc::{GcInput, GcState, LivePod};
 use super::{Ipam, addr_to_u128};
 
@@ -170,9 +169,8 @@ impl Ipam {
                     .map(|b| b.cidr())
                     .expect("GC addresses come from blocks");
                 let attr = self.address_owner(a);
-                let allocated_to = attr.and_then(|at| {
-                    Some(format!("{}/{}", at.get(ATTR_NAMESPACE)?, at.get(ATTR_POD)?))
-                });
+                let allocated_to =
+                    attr.and_then(|at| Some(format!("{}/{}", at.namespace()?, at.pod()?)));
                 r.leaked.push(LeakedAddress {
                     address: a,
                     handle: h.handle.clone(),

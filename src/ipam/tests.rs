@@ -281,9 +281,9 @@ fn names_and_block_spec_round_trip() {
     );
     let a1 = Attr::new(Some("h1"), [("pod".to_string(), "p1".to_string())]);
     let a2 = Attr::new(Some("h2"), [("pod".to_string(), "p2".to_string())]);
-    assert_eq!(b.assign_next(&a1, 8), Some(0));
-    assert_eq!(b.assign_next(&a2, 8), Some(1));
-    assert_eq!(b.assign_next(&a1, 8), Some(2)); // shares attribute 0
+    assert_eq!(b.assign_next(a1.clone(), 8), Some(0));
+    assert_eq!(b.assign_next(a2, 8), Some(1));
+    assert_eq!(b.assign_next(a1, 8), Some(2)); // shares attribute 0
     assert_eq!(b.to_spec().attributes.len(), 2);
     assert!(b.release_ordinal(0).is_some());
     assert_eq!(
@@ -591,10 +591,11 @@ fn gc_decisions() {
     );
     assert!(d.release.iter().all(|r| r.reason == LeakReason::NodeGone));
     assert!(d.state.leak_first_seen.contains_key("k8s-pod-network.dead"));
-    // gone's block is empty after these releases and its node is gone.
-    assert_eq!(d.free_blocks.len(), 1);
-    assert_eq!(d.free_blocks[0].cidr, g1.cidr);
-    assert_eq!(d.free_blocks[0].reason, FreeReason::NodeGone);
+    // gone's block is empty after these releases, but the node may come back: the block waits
+    // out the grace period, counted from now.
+    assert!(d.free_blocks.is_empty(), "{:?}", d.free_blocks);
+    assert_eq!(d.state.node_gone_since.get("gone"), Some(&t(100)));
+    assert!(!d.state.node_gone_since.contains_key("n1"));
     // n1's second block is empty but the grace period has not passed.
     assert!(d.state.empty_first_seen.contains_key(&b2.cidr));
 
@@ -609,6 +610,12 @@ fn gc_decisions() {
     );
     let freed: Vec<IpNet> = d2.free_blocks.iter().map(|f| f.cidr).collect();
     assert!(freed.contains(&b2.cidr) && !freed.contains(&b1.cidr));
+    let g = d2.free_blocks.iter().find(|f| f.cidr == g1.cidr);
+    assert_eq!(
+        g.map(|f| f.reason),
+        Some(FreeReason::NodeGone),
+        "gone for the grace period"
+    );
     assert_eq!(dead.block, b1.cidr);
     // Apply and check nothing is left to find.
     for r in d2.release.iter() {
@@ -620,6 +627,152 @@ fn gc_decisions() {
     commit_all(&mut ipam);
     let report = ipam.check(&pods, &nodes);
     assert_eq!(report.problems(), 0, "{report:?}");
+}
+
+#[test]
+fn gc_keeps_the_blocks_of_a_node_that_comes_back() {
+    let mut ipam = seed();
+    let fp = FamilyPools {
+        pools: vec!["default-ipv4-ippool".into()],
+        source: PoolSource::NodeSelector,
+    };
+    let b = ipam.claim_block("n2", "default-ipv4-ippool", t(0)).unwrap();
+    ipam.auto_assign(
+        &AssignRequest::pod("c", "ns", "p", "n2", t(0)),
+        Family::V4,
+        &fp,
+    )
+    .unwrap();
+    commit_all(&mut ipam);
+    let none: HashSet<String> = HashSet::new();
+    // n2 deleted: its pod's address goes at once, its block stays.
+    let d = ipam.gc(&GcInput::new(&[], &none, t(10)), &GcState::default());
+    assert_eq!(d.release.len(), 1);
+    assert_eq!(d.release[0].reason, LeakReason::NodeGone);
+    assert!(d.free_blocks.is_empty());
+    for r in &d.release {
+        ipam.release_handle(&r.handle);
+    }
+    commit_all(&mut ipam);
+    // Still within the grace period: kept, and the first sighting is carried over.
+    let almost = t(10) + DEFAULT_LEAK_GRACE - Duration::from_secs(1);
+    let d2 = ipam.gc(&GcInput::new(&[], &none, almost), &d.state);
+    assert!(d2.free_blocks.is_empty());
+    assert_eq!(d2.state.node_gone_since.get("n2"), Some(&t(10)));
+    // The Node is re-created: it keeps its block and its gone-since time is dropped.
+    let back: HashSet<String> = ["n2".to_string()].into();
+    let d3 = ipam.gc(&GcInput::new(&[], &back, almost), &d2.state);
+    assert!(d3.free_blocks.is_empty());
+    assert!(d3.state.node_gone_since.is_empty());
+    assert_eq!(ipam.node_blocks("n2"), vec![b.cidr]);
+    // Deleted again: the grace period starts over, then the block is freed.
+    let again = almost + Duration::from_secs(60);
+    let d4 = ipam.gc(&GcInput::new(&[], &none, again), &d3.state);
+    assert!(d4.free_blocks.is_empty(), "the clock restarted");
+    let d5 = ipam.gc(
+        &GcInput::new(&[], &none, again + DEFAULT_LEAK_GRACE),
+        &d4.state,
+    );
+    assert_eq!(d5.free_blocks.len(), 1);
+    assert_eq!(d5.free_blocks[0].cidr, b.cidr);
+    assert_eq!(d5.free_blocks[0].reason, FreeReason::NodeGone);
+    assert_eq!(
+        d5.free_blocks[0].affinity_name.as_deref(),
+        Some(b.affinity_name.as_str())
+    );
+}
+
+#[test]
+fn records_keep_foreign_attributes_and_timestamps_verbatim() {
+    // Calico writes Go's time format; other tools may add keys. Both must survive a round trip.
+    let mut b = Block::new(net("10.0.0.0/30"), Some(host_affinity("n")), None, 5);
+    let foreign = Attr::new(
+        Some("k8s-pod-network.x"),
+        [
+            (
+                "timestamp".into(),
+                "2024-05-01 10:00:00.123456789 +0000 UTC".into(),
+            ),
+            ("note".into(), "from calico".into()),
+            ("namespace".into(), "ns".into()),
+            ("pod".into(), "p".into()),
+        ],
+    );
+    let ours = Attr::new(
+        Some("k8s-pod-network.y"),
+        [("timestamp".into(), "2023-11-14T22:13:20Z".into())],
+    );
+    // Not canonical (Feb 30, lowercase z): kept as text too.
+    let odd = Attr::new(
+        None,
+        [
+            ("timestamp".into(), "2023-02-30T00:00:00Z".into()),
+            ("node".into(), "n".into()),
+        ],
+    );
+    let odd2 = Attr::new(None, [("timestamp".into(), "2023-02-01T00:00:00z".into())]);
+    for a in [foreign.clone(), ours.clone(), odd, odd2] {
+        b.assign_next(a, 6).unwrap();
+    }
+    assert_eq!(
+        foreign.get("timestamp").as_deref(),
+        Some("2024-05-01 10:00:00.123456789 +0000 UTC")
+    );
+    assert_eq!(foreign.get("note").as_deref(), Some("from calico"));
+    assert_eq!(foreign.pod(), Some("p"));
+    assert_eq!(
+        ours.get("timestamp").as_deref(),
+        Some("2023-11-14T22:13:20Z")
+    );
+    let spec = b.to_spec();
+    assert_eq!(
+        spec.attributes[2].secondary["timestamp"],
+        "2023-02-30T00:00:00Z"
+    );
+    assert_eq!(
+        spec.attributes[3].secondary["timestamp"],
+        "2023-02-01T00:00:00z"
+    );
+    assert_eq!(spec.attributes[0].secondary.len(), 4);
+    let back = Block::from_spec(&spec).unwrap();
+    assert_eq!(back, b);
+    assert_eq!(back.to_spec(), spec);
+}
+
+#[test]
+fn handles_index_every_address_once() {
+    let mut ipam = seed();
+    let fp = FamilyPools {
+        pools: vec!["default-ipv4-ippool".into()],
+        source: PoolSource::NodeSelector,
+    };
+    ipam.claim_block("n1", "default-ipv4-ippool", t(0)).unwrap();
+    let req = AssignRequest::pod("c", "ns", "p", "n1", t(0));
+    let a1 = ipam.auto_assign(&req, Family::V4, &fp).unwrap();
+    let a2 = ipam.auto_assign(&req, Family::V4, &fp).unwrap();
+    ipam.auto_assign(
+        &AssignRequest::pod("d", "ns", "q", "n1", t(0)),
+        Family::V4,
+        &fp,
+    )
+    .unwrap();
+    assert_eq!(ipam.handle_count(), 2);
+    let h = pod_handle("c");
+    assert_eq!(ipam.handle_addresses(&h), vec![a1.address, a2.address]);
+    // The index survives the block being replaced by its committed copy.
+    let spec = commit_all(&mut ipam)[0].spec.clone();
+    let mut copy = Ipam::new(IpamConfig::default());
+    copy.observe_block(&spec).unwrap();
+    assert_eq!(copy.handle_count(), 2);
+    assert_eq!(copy.handle_addresses(&h), vec![a1.address, a2.address]);
+    assert_eq!(ipam.release_address(a1.address), Some(h.clone()));
+    assert_eq!(ipam.handle_count(), 2, "c still holds a2");
+    assert_eq!(ipam.release_handle(&h), vec![a2.address]);
+    assert_eq!(ipam.handle_count(), 1);
+    assert!(ipam.release_handle(&h).is_empty());
+    let ops = ipam.lost_by(&a1.block);
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[0].handle.as_deref(), Some(h.as_str()));
 }
 
 #[test]
@@ -678,7 +831,7 @@ fn show_and_check_reports() {
     let big = IpNet::new(n1.network(), 25).unwrap().trunc();
     let mut overl = Block::new(big, Some(host_affinity("n2")), None, 1);
     let o = overl.ordinal(n1.network()).unwrap();
-    overl.assign_ordinal(o, &Attr::new(Some("dup"), []), 1);
+    overl.assign_ordinal(o, Attr::new(Some("dup"), []), 1);
     ipam.observe_block(&overl.to_spec()).unwrap();
 
     let show = ipam.show();
@@ -738,6 +891,13 @@ fn rfc3339_and_fnv() {
         rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
         "2000-02-29T00:00:00Z"
     );
+    for secs in [0, 951_782_400, 1_700_000_000, 4_102_444_799] {
+        let text = rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(parse_rfc3339_secs(&text), Some(secs), "{text}");
+    }
+    assert_eq!(parse_rfc3339_secs("2023-02-29T00:00:00Z"), None);
+    assert_eq!(parse_rfc3339_secs("2023-11-14 22:13:20Z"), None);
+    assert_eq!(parse_rfc3339_secs("2023-11-14T22:13:60Z"), None);
     // Go: fnv.New32().Write([]byte("a")) → 0x050c5d7e.
     assert_eq!(fnv32("a"), 0x050c_5d7e);
 }
