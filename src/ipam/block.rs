@@ -34,13 +34,13 @@ struct Shared {
     stamped: bool,
 }
 
-/// An allocation record, compacted (about 50 bytes plus the handle and pod name at 150k pods): the
-/// handle is the one copy the engine keeps, the repeated attributes are interned, and the timestamp
-/// is kept as a number and printed only when the spec is rendered.
+/// An allocation record, compacted (48 bytes plus the handle and pod name): the handle here is the
+/// only copy the engine keeps (its handle index points at records), the repeated attributes are
+/// interned, and the timestamp is kept as a number and printed only when a spec is rendered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Attr {
     /// Handle ID, e.g. `k8s-pod-network.<containerID>`; None on records written without one.
-    pub handle: Option<Arc<str>>,
+    pub handle: Option<Box<str>>,
     shared: Arc<Shared>,
     pod: Option<Box<str>>,
     /// Seconds since the epoch when `shared.stamped`, else 0 (so equal records compare equal).
@@ -55,7 +55,7 @@ impl Attr {
     ) -> Attr {
         let pairs: Vec<(String, String)> = secondary.into_iter().collect();
         Attr::build(
-            handle.map(Arc::from),
+            handle.map(Box::from),
             pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             &mut Interner::default(),
         )
@@ -63,7 +63,7 @@ impl Attr {
 
     /// Build a record, sharing strings and the repeated part through `interner`.
     pub(crate) fn build<'a>(
-        handle: Option<Arc<str>>,
+        handle: Option<Box<str>>,
         secondary: impl IntoIterator<Item = (&'a str, &'a str)>,
         interner: &mut Interner,
     ) -> Attr {
@@ -93,7 +93,7 @@ impl Attr {
     /// Build from parts already split: `pairs` sorted by key, unique, without `pod`, and without
     /// `timestamp` when `stamp` (seconds since the epoch) is given. The assignment hot path.
     pub(crate) fn from_parts(
-        handle: Option<Arc<str>>,
+        handle: Option<Box<str>>,
         pairs: &[(&str, &str)],
         pod: Option<&str>,
         stamp: Option<u64>,
@@ -167,7 +167,7 @@ impl Attr {
 
     fn from_api(a: &AllocationAttribute, interner: &mut Interner) -> Attr {
         Attr::build(
-            a.handle_id.as_deref().map(Arc::from),
+            a.handle_id.as_deref().map(Box::from),
             a.secondary.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             interner,
         )
@@ -268,7 +268,6 @@ fn hash_pairs<'a>(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
     cidr: IpNet,
-    base: u128,
     /// `host:<node>`, `virtual:<name>`, or None for an orphaned/borrowable block.
     pub affinity: Option<String>,
     /// RFC 3339 time of the claim.
@@ -330,7 +329,6 @@ impl Block {
         let cidr = cidr.trunc();
         let size = block_len(&cidr);
         Block {
-            base: addr_to_u128(cidr.network()),
             cidr,
             affinity,
             affinity_claim_time: claim_time,
@@ -433,7 +431,6 @@ impl Block {
             }
         }
         Ok(Block {
-            base: addr_to_u128(cidr.network()),
             cidr,
             affinity: spec.affinity.clone(),
             affinity_claim_time: spec.affinity_claim_time.clone(),
@@ -474,6 +471,12 @@ impl Block {
             sequence_number: Some(self.sequence_number),
             sequence_number_for_allocation: (!seq_map.is_empty()).then_some(seq_map),
         }
+    }
+
+    /// The first address as a number (computed, not stored: a u128 field would force 16-byte
+    /// alignment and padding on every block and engine entry).
+    fn base(&self) -> u128 {
+        addr_to_u128(self.cidr.network())
     }
 
     /// The block's CIDR.
@@ -527,7 +530,7 @@ impl Block {
 
     /// The address of an ordinal.
     pub fn address(&self, ordinal: u32) -> IpAddr {
-        u128_to_addr(self.base + u128::from(ordinal), self.family())
+        u128_to_addr(self.base() + u128::from(ordinal), self.family())
     }
 
     /// The ordinal of an address inside the block.
@@ -535,7 +538,7 @@ impl Block {
         if !self.cidr.contains(&addr) {
             return None;
         }
-        Some((addr_to_u128(addr) - self.base) as u32)
+        Some((addr_to_u128(addr) - self.base()) as u32)
     }
 
     /// The allocation record of an ordinal, if allocated.
@@ -625,9 +628,9 @@ impl Block {
         self.set_sequence_for(ord, None);
         self.attr_refs[i] -= 1;
         let handle = if self.attr_refs[i] == 0 {
-            self.remove_attr(i).handle
+            self.remove_attr(i).handle.map(Arc::from)
         } else {
-            self.attributes[i].handle.clone()
+            self.attributes[i].handle().map(Arc::from)
         };
         Some(handle)
     }

@@ -134,7 +134,7 @@ fn table_hash(h: u32) -> u64 {
     u64::from(h) | u64::from(h) << 32
 }
 
-fn handle_at<'a>(blocks: &'a BTreeMap<BlockKey, Entry>, l: &Loc) -> Option<&'a str> {
+fn handle_at<'a>(blocks: &'a BTreeMap<BlockKey, Box<Entry>>, l: &Loc) -> Option<&'a str> {
     blocks.get(&l.key())?.block.attr(l.ord())?.handle()
 }
 
@@ -143,7 +143,7 @@ impl HandleIndex {
         self.hasher.hash_one(handle) as u32
     }
 
-    fn contains(&self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str, h: u32) -> bool {
+    fn contains(&self, blocks: &BTreeMap<BlockKey, Box<Entry>>, handle: &str, h: u32) -> bool {
         self.table
             .iter_hash(table_hash(h))
             .any(|l| l.hash == h && handle_at(blocks, l) == Some(handle))
@@ -152,7 +152,7 @@ impl HandleIndex {
     /// Record an allocation; its record must already be in `blocks`.
     fn insert(
         &mut self,
-        blocks: &BTreeMap<BlockKey, Entry>,
+        blocks: &BTreeMap<BlockKey, Box<Entry>>,
         handle: &str,
         key: BlockKey,
         ord: u32,
@@ -168,7 +168,7 @@ impl HandleIndex {
     /// Forget one allocation; its record must still be in `blocks`.
     fn remove(
         &mut self,
-        blocks: &BTreeMap<BlockKey, Entry>,
+        blocks: &BTreeMap<BlockKey, Box<Entry>>,
         handle: &str,
         key: BlockKey,
         ord: u32,
@@ -184,7 +184,7 @@ impl HandleIndex {
     }
 
     /// A handle's allocations, in block and ordinal order.
-    fn get(&self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str) -> Vec<(BlockKey, u32)> {
+    fn get(&self, blocks: &BTreeMap<BlockKey, Box<Entry>>, handle: &str) -> Vec<(BlockKey, u32)> {
         let h = self.h32(handle);
         let mut v: Vec<(BlockKey, u32)> = self
             .table
@@ -197,7 +197,11 @@ impl HandleIndex {
     }
 
     /// Remove and return a handle's allocations, in block and ordinal order.
-    fn take(&mut self, blocks: &BTreeMap<BlockKey, Entry>, handle: &str) -> Vec<(BlockKey, u32)> {
+    fn take(
+        &mut self,
+        blocks: &BTreeMap<BlockKey, Box<Entry>>,
+        handle: &str,
+    ) -> Vec<(BlockKey, u32)> {
         let v = self.get(blocks, handle);
         if v.is_empty() {
             return v;
@@ -297,7 +301,7 @@ impl AssignRequest {
             AssignKind::VxlanTunnel => (tunnel("vxlanTunnelAddress"), None),
         };
         let secs = unix_secs(self.time);
-        let handle = Some(Arc::from(self.handle.as_str()));
+        let handle = Some(Box::from(self.handle.as_str()));
         // Past year 9999 a stamp does not round-trip through RFC 3339 text: keep it as text then.
         if secs < MAX_STAMP {
             return Attr::from_parts(handle, &pairs, pod, Some(secs), interner);
@@ -430,8 +434,10 @@ struct Entry {
     /// Sequence number of the stored object; None while our claim is not yet created.
     persisted_seq: Option<i64>,
     /// The last persisted state, kept only while something is uncommitted.
-    rollback_to: Option<Block>,
-    in_flight: Option<InFlight>,
+    /// Boxed, as is `in_flight`: both are None for almost every block, and inline they would
+    /// triple the size of every map entry.
+    rollback_to: Option<Box<Block>>,
+    in_flight: Option<Box<InFlight>>,
     pending: Vec<Op>,
     epoch: u32,
     delete: bool,
@@ -462,7 +468,7 @@ impl Entry {
     /// Snapshot the persisted state before the first uncommitted change.
     fn touch(&mut self) {
         if self.rollback_to.is_none() && self.persisted_seq.is_some() && self.in_flight.is_none() {
-            self.rollback_to = Some(self.block.clone());
+            self.rollback_to = Some(Box::new(self.block.clone()));
         }
     }
 
@@ -482,7 +488,8 @@ impl Entry {
 pub struct Ipam {
     config: IpamConfig,
     pools: BTreeMap<String, Pool>,
-    blocks: BTreeMap<BlockKey, Entry>,
+    /// Entries boxed: the tree's nodes then hold 32-byte slots, not 300-byte ones half empty.
+    blocks: BTreeMap<BlockKey, Box<Entry>>,
     /// Sorted; a node owns at most maxBlocksPerHost blocks, so a Vec beats a tree here.
     node_blocks: HashMap<Arc<str>, Vec<BlockKey>>,
     handles: HandleIndex,
@@ -973,7 +980,8 @@ impl Ipam {
         borrowed: bool,
     ) -> Assignment {
         let attr = req.attr(&mut self.interner);
-        let handle = attr.handle.clone();
+        // The ops' copy; the record keeps its own (an Arc there would cost 16 bytes per address).
+        let handle: Option<Arc<str>> = Some(Arc::from(req.handle.as_str()));
         let e = self.blocks.get_mut(&key).expect("caller checked the block");
         let seq = e.next_seq();
         e.touch();
@@ -1025,12 +1033,16 @@ impl Ipam {
     pub fn release_address(&mut self, address: IpAddr) -> Option<String> {
         let k = self.block_containing(address)?;
         let ord = self.blocks[&k].block.ordinal(address)?;
-        let handle = self.blocks[&k].block.attr(ord)?.handle.clone();
+        let handle = self.blocks[&k]
+            .block
+            .attr(ord)?
+            .handle()
+            .map(str::to_string);
         if let Some(h) = &handle {
             self.handles.remove(&self.blocks, h, k, ord);
         }
         self.release_at(k, ord);
-        Some(handle.map(|h| h.to_string()).unwrap_or_default())
+        Some(handle.unwrap_or_default())
     }
 
     fn release_at(&mut self, key: BlockKey, ord: u32) -> IpAddr {
@@ -1120,12 +1132,12 @@ impl Ipam {
                 }
                 _ => None,
             };
-            e.in_flight = Some(InFlight {
+            e.in_flight = Some(Box::new(InFlight {
                 seq,
                 kind,
                 ops: ops.clone(),
                 written: (kind != WriteKind::Delete).then_some(spec_block),
-            });
+            }));
             writes.push(BlockWrite {
                 name: block_name(&cidr),
                 cidr,
@@ -1161,7 +1173,7 @@ impl Ipam {
         e.rollback_to = if e.pending.is_empty() && !e.delete {
             None
         } else {
-            f.written
+            f.written.map(Box::new)
         };
         Ok(())
     }
@@ -1170,7 +1182,7 @@ impl Ipam {
     pub fn lost_by(&self, block: &IpNet) -> Vec<Op> {
         self.blocks
             .get(&BlockKey::of(block))
-            .map(Entry::lost)
+            .map(|e| e.lost())
             .unwrap_or_default()
     }
 
@@ -1188,7 +1200,7 @@ impl Ipam {
             return lost;
         }
         let old = self.remove_entry(key).expect("present");
-        let block = old.rollback_to.unwrap_or(old.block);
+        let block = old.rollback_to.map_or(old.block, |b| *b);
         let mut e = Entry::clean(block);
         e.persisted_seq = old.persisted_seq;
         e.epoch = old.epoch + 1;
@@ -1220,11 +1232,11 @@ impl Ipam {
                 v.insert(i, key);
             }
         }
-        self.blocks.insert(key, e);
+        self.blocks.insert(key, Box::new(e));
         // The index reads handles from the records, so they go in after the block.
         let b = &self.blocks[&key].block;
         for (ord, a) in b.allocations() {
-            if let Some(h) = &a.handle {
+            if let Some(h) = a.handle() {
                 self.handles.insert(&self.blocks, h, key, ord);
             }
         }
@@ -1234,11 +1246,11 @@ impl Ipam {
         // The index reads handles from the records, so they leave it before the block goes.
         let b = &self.blocks.get(&key)?.block;
         for (ord, a) in b.allocations() {
-            if let Some(h) = &a.handle {
+            if let Some(h) = a.handle() {
                 self.handles.remove(&self.blocks, h, key, ord);
             }
         }
-        let e = self.blocks.remove(&key)?;
+        let e = *self.blocks.remove(&key)?;
         self.dirty.remove(&key);
         if let Some(n) = e.block.node()
             && let Some(s) = self.node_blocks.get_mut(n)
