@@ -981,7 +981,7 @@ impl Ipam {
     ) -> Assignment {
         let attr = req.attr(&mut self.interner);
         // The ops' copy; the record keeps its own (an Arc there would cost 16 bytes per address).
-        let handle: Option<Arc<str>> = Some(Arc::from(req.handle.as_str()));
+        let handle: Arc<str> = Arc::from(req.handle.as_str());
         let e = self.blocks.get_mut(&key).expect("caller checked the block");
         let seq = e.next_seq();
         e.touch();
@@ -1000,7 +1000,7 @@ impl Ipam {
         let address = e.block.address(ord);
         e.pending.push(Op {
             kind: OpKind::Assign,
-            handle: handle.clone(),
+            handle: Some(handle.clone()),
             address,
         });
         let ticket = CommitTicket {
@@ -1008,7 +1008,6 @@ impl Ipam {
             epoch: e.epoch,
             sequence: seq,
         };
-        let handle = handle.expect("requests always carry a handle");
         self.handles.insert(&self.blocks, &handle, key, ord);
         self.dirty.insert(key);
         Assignment {
