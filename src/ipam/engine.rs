@@ -80,6 +80,17 @@ impl BlockKey {
     fn start(&self) -> u128 {
         u128::from(self.hi) << 64 | u128::from(self.lo)
     }
+    /// The block's last address, from the key alone (no trip to the boxed entry).
+    fn last(&self) -> u128 {
+        let max: u32 = if self.v6 { 128 } else { 32 };
+        let host_bits = max.saturating_sub(u32::from(self.prefix));
+        let span = if host_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host_bits) - 1
+        };
+        self.start() + span
+    }
 }
 
 /// Where one allocation of a handle is, plus 32 bits of the handle's hash (so the table can grow
@@ -688,7 +699,7 @@ impl Ipam {
                 .range(..=BlockKey::new(v6, end, u8::MAX))
                 .next_back()
                 .filter(|(k, _)| k.v6 == v6)
-                .map(|(k, e)| k.start() + u128::from(e.block.size() - 1))
+                .map(|(k, _)| k.last())
                 .filter(|&b_end| b_end >= start);
             match hit {
                 None => return Some(pool.block_at(i)),

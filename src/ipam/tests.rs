@@ -365,6 +365,26 @@ fn block_choice_is_deterministic_and_skips_taken() {
 }
 
 #[test]
+fn block_choice_skips_every_subnet_a_larger_foreign_block_covers() {
+    let mut a = seed();
+    a.set_config(IpamConfig {
+        strict_affinity: false,
+        max_blocks_per_host: 100,
+    });
+    // A /24 (four /26s) written by someone else inside the /21 pool.
+    let big = net("198.19.17.0/24");
+    a.observe_block(&Block::new(big, None, None, 1).to_spec())
+        .unwrap();
+    for i in 0..28 {
+        let c = a
+            .claim_block(&format!("n{i}"), "default-ipv4-ippool", t(0))
+            .unwrap();
+        assert!(!big.contains(&c.cidr.network()), "{} inside {big}", c.cidr);
+    }
+    assert_eq!(a.find_free_block("default-ipv4-ippool", "late"), None);
+}
+
+#[test]
 fn block_limit_and_borrowing() {
     let mut ipam = Ipam::new(IpamConfig {
         strict_affinity: false,
