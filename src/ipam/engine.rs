@@ -49,12 +49,25 @@ impl IpamConfig {
 /// prefix is part of the key so a mis-sized block sharing a start address (ipam check's "overlap")
 /// does not shadow the other. The start is two u64 halves (high first, so the order is the u128
 /// order) to keep the key 8-byte aligned: 24 bytes instead of 32 in every map and index entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct BlockKey {
     v6: bool,
     hi: u64,
     lo: u64,
     prefix: u8,
+}
+
+// By hand: one u128 comparison is cheaper than the derived field-by-field one (hot in tree searches).
+impl Ord for BlockKey {
+    fn cmp(&self, o: &BlockKey) -> std::cmp::Ordering {
+        (self.v6, self.start(), self.prefix).cmp(&(o.v6, o.start(), o.prefix))
+    }
+}
+
+impl PartialOrd for BlockKey {
+    fn partial_cmp(&self, o: &BlockKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 impl BlockKey {
