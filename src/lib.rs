@@ -3,6 +3,7 @@
 //! The operator, agent and CLI crates read the world, call into this crate, and write the result.
 pub mod api;
 pub mod crds;
+pub mod desired;
 pub mod ipam;
 pub mod manifest;
 pub mod selector;
