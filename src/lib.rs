@@ -6,5 +6,6 @@ pub mod crds;
 pub mod desired;
 pub mod ipam;
 pub mod manifest;
+pub mod naming;
 pub mod selector;
 pub mod validation;
