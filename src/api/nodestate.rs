@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use super::bgp::{BGPPassword, BindMode, SourceAddress};
 
 /// Desired dataplane state of one node, written only by the operator (field manager `ocelot-operator`).
 /// Named after the node.
@@ -103,8 +104,59 @@ pub struct NodeBGPState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_severity: Option<String>,
     /// Explicit peers of this node (global, node-specific and reverse), after selector expansion.
+    /// Mesh sessions are not listed: the agent derives them from the Calico Nodes it watches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<BGPPeerTarget>,
+    /// The cluster AS (default BGPConfiguration, else 64512): the AS of mesh peers without their own.
+    #[serde(default, rename = "defaultASNumber")]
+    pub default_as_number: u32,
+    /// This node's route reflector cluster ID; set only on route reflectors, which skip the mesh.
+    #[serde(
+        default,
+        rename = "routeReflectorClusterID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub route_reflector_cluster_id: Option<String>,
+    /// None: BIRD listens on all addresses; NodeIP: only on ipv4Address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_mode: Option<BindMode>,
+    /// Interfaces (glob patterns) whose routes BIRD ignores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_interfaces: Vec<String>,
+    /// Password of the mesh sessions (a Secret reference the agent resolves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_mesh_password: Option<BGPPassword>,
+    /// Graceful-restart time of the mesh sessions, a duration such as 120s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_mesh_max_restart_time: Option<String>,
+}
+
+/// The kind of a BGP session, spelled as `calicoctl node status` prints it.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    JsonSchema,
+)]
+pub enum PeerType {
+    /// Node-to-node mesh session (BIRD protocol `Mesh_…`).
+    #[serde(rename = "node-to-node mesh")]
+    NodeMesh,
+    /// Global BGPPeer session (BIRD protocol `Global_…`).
+    #[default]
+    #[serde(rename = "global")]
+    Global,
+    /// Node-specific, peerSelector or reverse session (BIRD protocol `Node_…`).
+    #[serde(rename = "node specific")]
+    NodeSpecific,
 }
 
 /// One explicit BGP session of the node.
@@ -123,8 +175,8 @@ pub struct BGPPeerTarget {
     pub port: Option<u16>,
     /// Peer AS number.
     pub as_number: u32,
-    /// global or node specific.
-    pub peer_type: String,
+    /// node-to-node mesh, global or node specific.
+    pub peer_type: PeerType,
     /// Keep the original next hop (eBGP only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_original_next_hop: bool,
@@ -134,6 +186,35 @@ pub struct BGPPeerTarget {
     /// Passive: wait for the peer to connect.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
+    /// This node is a route reflector and the peer is one of its clients.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub route_reflector_client: bool,
+    /// Source address of the session: UseNodeIP (default) or None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<SourceAddress>,
+    /// Session password (a Secret reference the agent resolves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<BGPPassword>,
+    /// Graceful-restart time, a duration such as 120s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restart_time: Option<String>,
+    /// Accept routes with the local AS in their path up to this many times.
+    #[serde(
+        default,
+        rename = "numAllowedLocalASNumbers",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_allowed_local_as_numbers: Option<i32>,
+    /// Gateway through which the peer is reached (a static /32 route to the peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_by: Option<String>,
+    /// Local AS of this session when it differs from the node's.
+    #[serde(
+        default,
+        rename = "localASNumber",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_as_number: Option<u32>,
 }
 
 /// Dataplane settings of one node after merging FelixConfiguration objects and defaults.
@@ -208,7 +289,7 @@ pub struct BGPPeerStatusEntry {
     #[serde(rename = "peerIP")]
     pub peer_ip: String,
     /// node-to-node mesh, global or node specific.
-    pub peer_type: String,
+    pub peer_type: PeerType,
     /// BIRD protocol state: up, start, down.
     pub state: String,
     /// When the state last changed.

@@ -1,0 +1,777 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::bgp::{BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec};
+use crate::api::node::{Node, NodeBGPSpec, NodeSpec};
+use crate::api::nodestate::{BGPPeerStatusEntry, NodeBGPState};
+
+fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
+    let mut n = Node::new(
+        name,
+        NodeSpec {
+            bgp: Some(NodeBGPSpec {
+                ipv4_address: Some(format!("{ip}/20")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    n.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    n
+}
+
+fn with_bgp(mut n: Node, f: impl FnOnce(&mut NodeBGPSpec)) -> Node {
+    f(n.spec.bgp.as_mut().expect("bgp"));
+    n
+}
+
+fn peer(name: &str, spec: BGPPeerSpec) -> BGPPeer {
+    BGPPeer::new(name, spec)
+}
+
+fn config(name: &str, spec: BGPConfigurationSpec) -> BGPConfiguration {
+    BGPConfiguration::new(name, spec)
+}
+
+fn seed_nodes() -> Vec<Node> {
+    vec![
+        node("control", "198.19.0.1", &[]),
+        node("node1", "198.19.0.2", &[]),
+        node("node2", "198.19.0.3", &[]),
+    ]
+}
+
+fn seed_peers() -> Vec<BGPPeer> {
+    vec![peer(
+        "bgppeer-global-host1",
+        BGPPeerSpec {
+            peer_ip: Some("198.19.15.254".into()),
+            as_number: Some(64512),
+            ..Default::default()
+        },
+    )]
+}
+
+fn state(
+    node: &str,
+    configs: &[BGPConfiguration],
+    peers: &[BGPPeer],
+    nodes: &[Node],
+) -> NodeBGPState {
+    node_bgp_state(
+        node,
+        &BgpInputs {
+            configs,
+            peers,
+            nodes,
+        },
+    )
+    .expect("node runs BGP")
+}
+
+fn names(sessions: &[Session]) -> Vec<&str> {
+    sessions.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[test]
+fn seed_node1_meshes_with_control_and_node2_and_peers_with_host1() {
+    let nodes = seed_nodes();
+    let s = state("node1", &[], &seed_peers(), &nodes);
+    assert_eq!(s.as_number, 64512);
+    assert_eq!(s.default_as_number, 64512);
+    assert_eq!(s.ipv4_address, "198.19.0.2");
+    assert_eq!(s.listen_port, 179);
+    assert_eq!(s.log_severity.as_deref(), Some("Info"));
+    assert!(s.mesh);
+    assert_eq!(names(&s.peers), ["Global_198_19_15_254"]);
+    let g = &s.peers[0];
+    assert_eq!(
+        (g.peer_type, g.as_number, g.passive),
+        (PeerType::Global, 64512, false)
+    );
+    assert_eq!(g.source, "bgppeer-global-host1");
+
+    let mesh = mesh_sessions(&s, &nodes);
+    assert_eq!(names(&mesh), ["Mesh_198_19_0_1", "Mesh_198_19_0_3"]);
+    assert!(
+        mesh.iter()
+            .all(|m| m.peer_type == PeerType::NodeMesh && m.as_number == 64512)
+    );
+    // Unidirectional: node1 dials .1's peer? No: the smaller address dials, so node1 waits for
+    // nothing from .1 (it dials .1) and waits for .3 to... the reverse: .3 is greater, so node1 is passive.
+    assert!(!mesh[0].passive);
+    assert!(mesh[1].passive);
+}
+
+#[test]
+fn passive_rule_compares_address_strings() {
+    // "198.19.0.10" < "198.19.0.9" as strings, although 10 > 9 as numbers.
+    let nodes = vec![node("a", "198.19.0.9", &[]), node("b", "198.19.0.10", &[])];
+    let a = state("a", &[], &[], &nodes);
+    let b = state("b", &[], &[], &nodes);
+    assert!(!mesh_sessions(&a, &nodes)[0].passive);
+    assert!(mesh_sessions(&b, &nodes)[0].passive);
+}
+
+#[test]
+fn as_number_listen_port_and_log_severity_defaults_and_overrides() {
+    let nodes = vec![
+        with_bgp(node("a", "10.0.0.1", &[]), |b| b.as_number = Some(65010)),
+        node("b", "10.0.0.2", &[]),
+    ];
+    assert_eq!(state("b", &[], &[], &nodes).as_number, 64512);
+    let configs = vec![
+        config(
+            "default",
+            BGPConfigurationSpec {
+                as_number: Some(65000),
+                listen_port: Some(1790),
+                log_severity_screen: Some("Warning".into()),
+                ..Default::default()
+            },
+        ),
+        config(
+            "node.b",
+            BGPConfigurationSpec {
+                listen_port: Some(1791),
+                log_severity_screen: Some("Debug".into()),
+                ..Default::default()
+            },
+        ),
+    ];
+    let a = state("a", &configs, &[], &nodes);
+    let b = state("b", &configs, &[], &nodes);
+    assert_eq!(
+        (a.as_number, a.listen_port, a.log_severity.as_deref()),
+        (65010, 1790, Some("Warning"))
+    );
+    assert_eq!(
+        (b.as_number, b.listen_port, b.log_severity.as_deref()),
+        (65000, 1791, Some("Debug"))
+    );
+    // The mesh peer keeps its own AS; the port is not 179 so the name carries it.
+    let m = mesh_sessions(&b, &nodes);
+    assert_eq!(names(&m), ["Mesh_10_0_0_1_port_1791"]);
+    assert_eq!(m[0].as_number, 65010);
+}
+
+#[test]
+fn node_without_ipv4_bgp_address_runs_no_bgp_and_is_not_meshed() {
+    let mut nodes = seed_nodes();
+    nodes.push(Node::new("nobgp", NodeSpec::default()));
+    assert!(
+        node_bgp_state(
+            "nobgp",
+            &BgpInputs {
+                configs: &[],
+                peers: &[],
+                nodes: &nodes
+            }
+        )
+        .is_none()
+    );
+    let s = state("node1", &[], &[], &nodes);
+    assert_eq!(mesh_sessions(&s, &nodes).len(), 2);
+}
+
+#[test]
+fn mesh_disabled_gives_no_mesh_sessions() {
+    let nodes = seed_nodes();
+    let configs = vec![config(
+        "default",
+        BGPConfigurationSpec {
+            node_to_node_mesh_enabled: Some(false),
+            ..Default::default()
+        },
+    )];
+    let s = state("node1", &configs, &seed_peers(), &nodes);
+    assert!(!s.mesh);
+    assert!(mesh_sessions(&s, &nodes).is_empty());
+    assert_eq!(names(&s.peers), ["Global_198_19_15_254"]);
+}
+
+fn rr_cluster() -> (Vec<Node>, Vec<BGPPeer>, Vec<BGPConfiguration>) {
+    let rr = |name: &str, ip: &str| {
+        with_bgp(node(name, ip, &[("route-reflector", "true")]), |b| {
+            b.route_reflector_cluster_id = Some("244.0.0.1".into())
+        })
+    };
+    let nodes = vec![
+        rr("rr1", "10.0.0.1"),
+        rr("rr2", "10.0.0.2"),
+        node("a", "10.0.0.3", &[]),
+        node("b", "10.0.0.4", &[]),
+    ];
+    let peers = vec![peer(
+        "peer-with-route-reflectors",
+        BGPPeerSpec {
+            node_selector: Some("all()".into()),
+            peer_selector: Some("route-reflector == 'true'".into()),
+            ..Default::default()
+        },
+    )];
+    let configs = vec![config(
+        "default",
+        BGPConfigurationSpec {
+            node_to_node_mesh_enabled: Some(false),
+            ..Default::default()
+        },
+    )];
+    (nodes, peers, configs)
+}
+
+#[test]
+fn route_reflector_clients_peer_with_reflectors_and_reflectors_peer_back() {
+    let (nodes, peers, configs) = rr_cluster();
+    let a = state("a", &configs, &peers, &nodes);
+    assert_eq!(names(&a.peers), ["Node_10_0_0_1", "Node_10_0_0_2"]);
+    assert!(
+        a.peers
+            .iter()
+            .all(|p| !p.route_reflector_client && p.peer_type == PeerType::NodeSpecific)
+    );
+    // A client has the smaller... no: the reflectors have the smaller addresses here, so they dial.
+    assert!(a.peers.iter().all(|p| !p.passive));
+
+    let rr1 = state("rr1", &configs, &peers, &nodes);
+    assert!(!rr1.mesh);
+    assert_eq!(rr1.route_reflector_cluster_id.as_deref(), Some("244.0.0.1"));
+    assert_eq!(
+        names(&rr1.peers),
+        ["Node_10_0_0_2", "Node_10_0_0_3", "Node_10_0_0_4"]
+    );
+    let client = |ip: &str| {
+        rr1.peers
+            .iter()
+            .find(|p| p.peer_ip == ip)
+            .expect(ip)
+            .route_reflector_client
+    };
+    // Reflectors sharing a cluster ID are not each other's clients; the ordinary nodes are clients.
+    assert!(!client("10.0.0.2"));
+    assert!(client("10.0.0.3") && client("10.0.0.4"));
+    assert!(rr1.peers.iter().all(|p| p.passive));
+
+    let conf = render_bird_config(&NodeBirdInput {
+        node: "rr1".into(),
+        bgp: rr1,
+        ..Default::default()
+    });
+    assert_eq!(conf.matches("rr client;").count(), 2, "{conf}");
+    assert_eq!(
+        conf.matches("rr cluster id 244.0.0.1;").count(),
+        2,
+        "{conf}"
+    );
+}
+
+#[test]
+fn mesh_skips_route_reflectors() {
+    let (nodes, peers, _) = rr_cluster();
+    let a = state("a", &[], &peers, &nodes);
+    assert!(a.mesh);
+    assert_eq!(names(&mesh_sessions(&a, &nodes)), ["Mesh_10_0_0_4"]);
+    let rr1 = state("rr1", &[], &peers, &nodes);
+    assert!(!rr1.mesh);
+    assert!(mesh_sessions(&rr1, &nodes).is_empty());
+}
+
+#[test]
+fn node_specific_peering_is_dropped_when_a_global_one_has_the_same_address() {
+    let nodes = seed_nodes();
+    let peers = vec![
+        peer(
+            "global-router",
+            BGPPeerSpec {
+                peer_ip: Some("10.9.9.9".into()),
+                as_number: Some(65001),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "node1-router",
+            BGPPeerSpec {
+                node: Some("node1".into()),
+                peer_ip: Some("10.9.9.9".into()),
+                as_number: Some(65002),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "node1-tor",
+            BGPPeerSpec {
+                node_selector: Some("has(kubernetes.io/hostname) || all()".into()),
+                peer_ip: Some("10.9.9.8:1790".into()),
+                as_number: Some(65003),
+                ..Default::default()
+            },
+        ),
+    ];
+    let s = state("node1", &[], &peers, &nodes);
+    assert_eq!(
+        names(&s.peers),
+        ["Global_10_9_9_9", "Node_10_9_9_8_port_1790"]
+    );
+    assert_eq!(s.peers[0].as_number, 65001);
+    assert_eq!(
+        (s.peers[1].port, s.peers[1].peer_type),
+        (Some(1790), PeerType::NodeSpecific)
+    );
+}
+
+#[test]
+fn peer_selector_gives_forward_and_reverse_peerings() {
+    let nodes = vec![
+        node("node1", "10.0.0.1", &[]),
+        node("node2", "10.0.0.2", &[]),
+        node("edge", "10.0.0.9", &[("edge", "true")]),
+    ];
+    let peers = vec![peer(
+        "node1-to-edge",
+        BGPPeerSpec {
+            node: Some("node1".into()),
+            peer_selector: Some("edge == 'true'".into()),
+            ..Default::default()
+        },
+    )];
+    let n1 = state("node1", &[], &peers, &nodes);
+    assert_eq!(names(&n1.peers), ["Node_10_0_0_9"]);
+    assert!(n1.peers[0].passive);
+    let edge = state("edge", &[], &peers, &nodes);
+    assert_eq!(names(&edge.peers), ["Node_10_0_0_1"]);
+    assert!(!edge.peers[0].passive);
+    assert_eq!(edge.peers[0].source, "node1-to-edge");
+    assert!(state("node2", &[], &peers, &nodes).peers.is_empty());
+}
+
+#[test]
+fn peer_ip_of_a_calico_node_gets_the_reverse_peering_unless_manual_or_explicit() {
+    let nodes = vec![
+        node("a", "10.0.0.1", &[]),
+        with_bgp(node("b", "10.0.0.2", &[]), |b| b.as_number = Some(65002)),
+    ];
+    let mut forward = BGPPeerSpec {
+        node: Some("a".into()),
+        peer_ip: Some("10.0.0.2".into()),
+        as_number: Some(65002),
+        keep_original_next_hop: true,
+        ..Default::default()
+    };
+    let b = state("b", &[], &[peer("a-to-b", forward.clone())], &nodes);
+    assert_eq!(names(&b.peers), ["Node_10_0_0_1"]);
+    assert_eq!(b.peers[0].as_number, 64512);
+    assert!(b.peers[0].keep_original_next_hop, "eBGP in both directions");
+
+    // The AS must match too: otherwise peerIP is not that Calico node.
+    forward.as_number = Some(65003);
+    assert!(
+        state("b", &[], &[peer("a-to-b", forward.clone())], &nodes)
+            .peers
+            .is_empty()
+    );
+
+    forward.as_number = Some(65002);
+    forward.reverse_peering = Some(crate::api::bgp::ReversePeering::Manual);
+    assert!(
+        state("b", &[], &[peer("a-to-b", forward.clone())], &nodes)
+            .peers
+            .is_empty()
+    );
+
+    // An explicit forward peering from b to a wins over the implied reverse one.
+    forward.reverse_peering = None;
+    let explicit = BGPPeerSpec {
+        node: Some("b".into()),
+        peer_ip: Some("10.0.0.1".into()),
+        as_number: Some(64512),
+        ttl_security: Some(2),
+        ..Default::default()
+    };
+    let b = state(
+        "b",
+        &[],
+        &[peer("a-to-b", forward), peer("b-to-a", explicit)],
+        &nodes,
+    );
+    assert_eq!(names(&b.peers), ["Node_10_0_0_1"]);
+    assert_eq!(
+        (b.peers[0].source.as_str(), b.peers[0].ttl_security),
+        ("b-to-a", Some(2))
+    );
+}
+
+#[test]
+fn next_hop_keep_only_for_ebgp() {
+    let nodes = seed_nodes();
+    let spec = |asn| BGPPeerSpec {
+        peer_ip: Some("10.9.9.9".into()),
+        as_number: Some(asn),
+        keep_original_next_hop: true,
+        ..Default::default()
+    };
+    assert!(state("node1", &[], &[peer("p", spec(65001))], &nodes).peers[0].keep_original_next_hop);
+    let ibgp = state("node1", &[], &[peer("p", spec(64512))], &nodes);
+    assert!(!ibgp.peers[0].keep_original_next_hop);
+
+    let ebgp = state("node1", &[], &[peer("p", spec(65001))], &nodes);
+    let conf = |bgp| {
+        render_bird_config(&NodeBirdInput {
+            node: "node1".into(),
+            bgp,
+            ..Default::default()
+        })
+    };
+    let c = conf(ebgp);
+    assert!(
+        c.contains("neighbor 10.9.9.9 as 65001;") && c.contains("next hop keep;"),
+        "{c}"
+    );
+    assert!(c.contains("calico_export_to_bgp_peers(false)"), "{c}");
+    assert!(!conf(ibgp).contains("next hop keep"));
+}
+
+#[test]
+fn invalid_peers_contribute_nothing() {
+    let nodes = seed_nodes();
+    let peers = vec![
+        peer(
+            "both",
+            BGPPeerSpec {
+                node: Some("node1".into()),
+                node_selector: Some("all()".into()),
+                peer_ip: Some("10.1.1.1".into()),
+                as_number: Some(1),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "bad-selector",
+            BGPPeerSpec {
+                node_selector: Some("a ==".into()),
+                peer_ip: Some("10.1.1.2".into()),
+                as_number: Some(1),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "bad-ip",
+            BGPPeerSpec {
+                peer_ip: Some("10.1.1".into()),
+                as_number: Some(1),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "no-as",
+            BGPPeerSpec {
+                peer_ip: Some("10.1.1.3".into()),
+                ..Default::default()
+            },
+        ),
+        peer(
+            "v6",
+            BGPPeerSpec {
+                peer_ip: Some("[fd00::1]:179".into()),
+                as_number: Some(1),
+                ..Default::default()
+            },
+        ),
+    ];
+    assert!(state("node1", &[], &peers, &nodes).peers.is_empty());
+}
+
+fn seed_bird_input(name: &str) -> NodeBirdInput {
+    let nodes = seed_nodes();
+    let bgp = state(name, &[], &seed_peers(), &nodes);
+    let block = match name {
+        "control" => "198.19.21.0/26",
+        "node1" => "198.19.22.128/26",
+        _ => "198.19.21.64/26",
+    };
+    NodeBirdInput {
+        node: name.into(),
+        mesh: mesh_sessions(&bgp, &nodes),
+        bgp,
+        blocks: vec![block.parse().expect("cidr")],
+        pools: vec![
+            ExportPool {
+                cidr: "198.19.24.0/21".parse().expect("cidr"),
+                disable_bgp_export: false,
+            },
+            ExportPool {
+                cidr: "198.19.16.0/21".parse().expect("cidr"),
+                disable_bgp_export: false,
+            },
+        ],
+        interface: Some("ens4".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn seed_node1_bird_config_golden() {
+    let got = render_bird_config(&seed_bird_input("node1"));
+    let want = include_str!("testdata/node1.bird.conf");
+    assert_eq!(got, want, "rendered:\n{got}");
+}
+
+#[test]
+fn bird_config_is_deterministic_and_skips_32_blocks() {
+    let mut input = seed_bird_input("node1");
+    let a = render_bird_config(&input);
+    input.pools.reverse();
+    input.mesh.reverse();
+    input
+        .blocks
+        .insert(0, "198.19.22.128/26".parse().expect("cidr"));
+    assert_eq!(render_bird_config(&input), a);
+    input.blocks.push("198.19.23.7/32".parse().expect("cidr"));
+    assert_eq!(
+        render_bird_config(&input),
+        a,
+        "/32 blocks are neither aggregated nor blackholed"
+    );
+}
+
+#[test]
+fn bird_config_options_from_peers_and_configuration() {
+    let nodes = seed_nodes();
+    let configs = vec![config(
+        "default",
+        BGPConfigurationSpec {
+            bind_mode: Some(crate::api::bgp::BindMode::NodeIP),
+            log_severity_screen: Some("None".into()),
+            ignored_interfaces: vec!["dummy*".into()],
+            ..Default::default()
+        },
+    )];
+    let peers = vec![peer(
+        "tor",
+        BGPPeerSpec {
+            node: Some("node1".into()),
+            peer_ip: Some("10.9.9.9".into()),
+            as_number: Some(65001),
+            ttl_security: Some(1),
+            max_restart_time: Some("2m".into()),
+            num_allowed_local_as_numbers: Some(2),
+            reachable_by: Some("198.19.0.254".into()),
+            source_address: Some(crate::api::bgp::SourceAddress::None),
+            ..Default::default()
+        },
+    )];
+    let bgp = state("node1", &configs, &peers, &nodes);
+    let mut passwords = BTreeMap::new();
+    passwords.insert("Node_10_9_9_9".to_string(), "s3\"cret".to_string());
+    let c = render_bird_config(&NodeBirdInput {
+        node: "node1".into(),
+        bgp,
+        pools: vec![ExportPool {
+            cidr: "198.19.24.0/21".parse().expect("cidr"),
+            disable_bgp_export: true,
+        }],
+        passwords,
+        ..Default::default()
+    });
+    for line in [
+        "listen bgp address 198.19.0.2 port 179;",
+        "  interface -\"cali*\", -\"kube-ipvs*\", -\"dummy*\", \"*\";",
+        "  if ( net ~ 198.19.24.0/21 ) then { reject; } # disableBGPExport",
+        "  route 10.9.9.9/32 via 198.19.0.254;",
+        "  ttl security on;",
+        "  multihop 1;",
+        "  graceful restart time 120;",
+        "  allow local as 2;",
+        "  password \"s3\\\"cret\";",
+    ] {
+        assert!(c.lines().any(|l| l == line), "missing {line:?} in\n{c}");
+    }
+    assert!(
+        !c.contains("debug"),
+        "logSeverityScreen None: no debug\n{c}"
+    );
+    let tor = c
+        .split("protocol bgp Node_10_9_9_9")
+        .nth(1)
+        .expect("tor session");
+    assert!(!tor.contains("source address"), "sourceAddress None\n{c}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(bird::duration_seconds("120s"), Some(120));
+    assert_eq!(bird::duration_seconds("1h2m3s"), Some(3723));
+    assert_eq!(bird::duration_seconds("1500ms"), Some(2));
+    assert_eq!(bird::duration_seconds("2x"), None);
+    assert_eq!(bird::duration_seconds(""), None);
+}
+
+fn entry(
+    ip: &str,
+    t: PeerType,
+    state: &str,
+    since: &str,
+    info: Option<&str>,
+) -> BGPPeerStatusEntry {
+    BGPPeerStatusEntry {
+        peer_ip: ip.into(),
+        peer_type: t,
+        state: state.into(),
+        since: Some(since.into()),
+        info: info.map(str::to_string),
+    }
+}
+
+/// Captured from BIRD 2.0.12 in two network namespaces (198.19.0.2 and .3): one mesh session up,
+/// two peers unreachable, one passive duplicate idle, then disabled.
+fn captured_expected() -> Vec<BGPPeerStatusEntry> {
+    vec![
+        entry(
+            "198.19.0.3",
+            PeerType::NodeMesh,
+            "up",
+            "16:20:35",
+            Some("Established"),
+        ),
+        entry(
+            "198.19.15.254",
+            PeerType::Global,
+            "start",
+            "16:20:34",
+            Some("Active Socket: No route to host"),
+        ),
+        entry(
+            "198.19.0.9.port.1790",
+            PeerType::NodeSpecific,
+            "start",
+            "16:20:34",
+            Some("Active Socket: No route to host"),
+        ),
+        entry(
+            "198.19.0.3",
+            PeerType::NodeSpecific,
+            "start",
+            "16:20:34",
+            Some("Idle"),
+        ),
+    ]
+}
+
+#[test]
+fn parses_captured_birdc_output_plain_verbose_and_all() {
+    let want = captured_expected();
+    assert_eq!(
+        parse_birdc_protocols(include_str!("testdata/birdc_show_protocols.txt")),
+        want
+    );
+    assert_eq!(
+        parse_birdc_protocols(include_str!("testdata/birdc_v_show_protocols.txt")),
+        want
+    );
+    assert_eq!(
+        parse_birdc_protocols(include_str!("testdata/birdc_v_show_protocols_all.txt")),
+        want
+    );
+    let mut down = want;
+    down[3] = entry(
+        "198.19.0.3",
+        PeerType::NodeSpecific,
+        "down",
+        "16:20:49",
+        None,
+    );
+    assert_eq!(
+        parse_birdc_protocols(include_str!("testdata/birdc_v_show_protocols_down.txt")),
+        down
+    );
+}
+
+#[test]
+fn node_status_tables_match_the_seed() {
+    let before = vec![
+        entry(
+            "198.19.0.1",
+            PeerType::NodeMesh,
+            "up",
+            "22:05:48",
+            Some("Established"),
+        ),
+        entry(
+            "198.19.0.3",
+            PeerType::NodeMesh,
+            "up",
+            "22:06:02",
+            Some("Established"),
+        ),
+    ];
+    let want = "\
+IPv4 BGP status
++--------------+-------------------+-------+----------+-------------+
+| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |
++--------------+-------------------+-------+----------+-------------+
+| 198.19.0.1   | node-to-node mesh | up    | 22:05:48 | Established |
+| 198.19.0.3   | node-to-node mesh | up    | 22:06:02 | Established |
++--------------+-------------------+-------+----------+-------------+
+
+IPv6 BGP status
+No IPv6 peers found.
+
+";
+    assert_eq!(
+        render_bgp_status("IPv4", &before) + &render_bgp_status("IPv6", &[]),
+        want
+    );
+
+    let after = vec![
+        entry(
+            "198.19.0.1",
+            PeerType::NodeMesh,
+            "up",
+            "22:05:49",
+            Some("Established"),
+        ),
+        entry(
+            "198.19.0.3",
+            PeerType::NodeMesh,
+            "up",
+            "22:06:03",
+            Some("Established"),
+        ),
+        entry(
+            "198.19.15.254",
+            PeerType::Global,
+            "up",
+            "10:58:02",
+            Some("Established"),
+        ),
+    ];
+    let want = "\
++---------------+-------------------+-------+----------+-------------+
+| PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |    INFO     |
++---------------+-------------------+-------+----------+-------------+
+| 198.19.0.1    | node-to-node mesh | up    | 22:05:49 | Established |
+| 198.19.0.3    | node-to-node mesh | up    | 22:06:03 | Established |
+| 198.19.15.254 | global            | up    | 10:58:02 | Established |
++---------------+-------------------+-------+----------+-------------+
+";
+    assert_eq!(render_peer_table(&after), want);
+}
+
+#[test]
+fn node_status_wraps_long_info_like_calicoctl() {
+    let t = render_peer_table(&captured_expected()[..2]);
+    let want = "\
++---------------+-------------------+-------+----------+----------------------------+
+| PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |            INFO            |
++---------------+-------------------+-------+----------+----------------------------+
+| 198.19.0.3    | node-to-node mesh | up    | 16:20:35 | Established                |
+| 198.19.15.254 | global            | start | 16:20:34 | Active Socket: No route to |
+|               |                   |       |          | host                       |
++---------------+-------------------+-------+----------+----------------------------+
+";
+    assert_eq!(t, want, "\n{t}");
+}
