@@ -6,6 +6,7 @@
 //!   block, so nothing depends on how BIRD 2 merges a template's channel into a protocol's;
 //! - the kernel export filter accepts only static (own blackholes) and BGP routes: with `learn` on,
 //!   BIRD sees every alien kernel route, and none of those may be written back;
+//! - Calico's `listen bgp [address A] [port P]` (BIRD 1) becomes `local port P` and `strict bind on`;
 //! - `timeformat protocol iso short`, so `show protocols` prints HH:MM:SS as calicoctl shows it.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,17 +49,23 @@ pub struct NodeBirdInput {
     pub log_file: Option<String>,
 }
 
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
+/// A value BIRD's config language cannot carry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} cannot be written into bird.conf: BIRD strings cannot contain '\"' or a line break"
+)]
+pub struct BirdConfigError {
+    /// Which value, e.g. `password of Global_10_0_0_1` (never the value itself).
+    pub what: String,
+}
+
+/// A BIRD string literal. BIRD has no escapes (a backslash is kept as is), so `"` and line breaks
+/// are refused rather than silently changing the value.
+fn quote(s: &str, what: impl FnOnce() -> String) -> Result<String, BirdConfigError> {
+    if s.contains(['"', '\n', '\r']) {
+        return Err(BirdConfigError { what: what() });
     }
-    out.push('"');
-    out
+    Ok(format!("\"{s}\""))
 }
 
 /// Seconds in a Go-style duration (`120s`, `2m`, `1h30m`, `1500ms`); None when unparsable.
@@ -102,8 +109,8 @@ fn debug_line(severity: Option<&str>) -> Option<&'static str> {
 }
 
 /// A complete bird.conf for BIRD 2 (checked against Debian's bird2 2.0.12). Deterministic: the
-/// same input, in any order, gives the same bytes.
-pub fn render_bird_config(input: &NodeBirdInput) -> String {
+/// same input, in any order, gives the same bytes. Fails only on a string BIRD cannot quote.
+pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigError> {
     let bgp = &input.bgp;
     let ip = bgp.ipv4_address.as_str();
     let mut blocks: Vec<Ipv4Net> = input.blocks.iter().map(Ipv4Net::trunc).collect();
@@ -125,20 +132,10 @@ pub fn render_bird_config(input: &NodeBirdInput) -> String {
         input.node
     );
     if let Some(log) = &input.log_file {
-        let _ = writeln!(w, "log {} all;", quote(log));
+        let _ = writeln!(w, "log {} all;", quote(log, || "log file".into())?);
     }
     let _ = writeln!(w, "router id {ip};");
     let _ = writeln!(w, "timeformat protocol iso short;");
-    let bind = bgp.bind_mode == Some(BindMode::NodeIP);
-    if bind || bgp.listen_port != DEFAULT_LISTEN_PORT {
-        let addr = if bind {
-            format!(" address {ip}")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(w, "listen bgp{addr} port {};", bgp.listen_port);
-    }
-
     // Filters.
     let _ = writeln!(w);
     let _ = writeln!(
@@ -202,14 +199,16 @@ pub fn render_bird_config(input: &NodeBirdInput) -> String {
     let _ = writeln!(w, "  ipv4;");
     match &input.interface {
         Some(iface) => {
-            let _ = writeln!(w, "  interface {};", quote(iface));
+            let _ = writeln!(w, "  interface {};", quote(iface, || "interface".into())?);
         }
         None => {
             let mut pats = vec!["-\"cali*\"".to_string(), "-\"kube-ipvs*\"".to_string()];
             let mut ignored = bgp.ignored_interfaces.clone();
             ignored.sort();
             ignored.dedup();
-            pats.extend(ignored.iter().map(|i| format!("-{}", quote(i))));
+            for i in &ignored {
+                pats.push(format!("-{}", quote(i, || "ignored interface".into())?));
+            }
             pats.push("\"*\"".to_string());
             let _ = writeln!(w, "  interface {};", pats.join(", "));
         }
@@ -266,7 +265,18 @@ pub fn render_bird_config(input: &NodeBirdInput) -> String {
         let _ = writeln!(w, "  {d}");
     }
     let _ = writeln!(w, "  description \"Connection to BGP peer\";");
-    let _ = writeln!(w, "  local as {};", bgp.as_number);
+    // BIRD 2 has no global `listen bgp`: the port and the bind address are per-protocol options.
+    if bgp.listen_port == DEFAULT_LISTEN_PORT {
+        let _ = writeln!(w, "  local as {};", bgp.as_number);
+    } else {
+        let _ = writeln!(w, "  local port {} as {};", bgp.listen_port, bgp.as_number);
+    }
+    if bgp.bind_mode == Some(BindMode::NodeIP) {
+        let _ = writeln!(
+            w,
+            "  strict bind on; # bindMode NodeIP: listen on the source address only"
+        );
+    }
     let _ = writeln!(w, "  multihop;");
     let _ = writeln!(w, "  graceful restart;");
     let _ = writeln!(w, "  connect delay time 2;");
@@ -277,29 +287,31 @@ pub fn render_bird_config(input: &NodeBirdInput) -> String {
         let _ = writeln!(w);
         let _ = writeln!(w, "# Node-to-node mesh.");
         for s in &mesh {
-            session(w, input, s);
+            session(w, input, s)?;
         }
     }
     if !explicit.is_empty() {
         let _ = writeln!(w);
         let _ = writeln!(w, "# BGPPeers.");
         for s in &explicit {
-            session(w, input, s);
+            session(w, input, s)?;
         }
     }
-    c
+    Ok(c)
 }
 
-fn session(w: &mut String, input: &NodeBirdInput, s: &BGPPeerTarget) {
+fn session(
+    w: &mut String,
+    input: &NodeBirdInput,
+    s: &BGPPeerTarget,
+) -> Result<(), BirdConfigError> {
     let bgp = &input.bgp;
     let local_as = s.local_as_number.unwrap_or(bgp.as_number);
     let internal = s.as_number == local_as;
     let _ = writeln!(w, "protocol bgp {} from bgp_template {{", s.name);
-    let _ = writeln!(
-        w,
-        "  description {};",
-        quote(&format!("{} {}", s.peer_type.as_str(), s.source))
-    );
+    let description = format!("{} {}", s.peer_type.as_str(), s.source);
+    let description = quote(&description, || format!("description of {}", s.name))?;
+    let _ = writeln!(w, "  description {description};");
     if s.local_as_number.is_some() {
         let _ = writeln!(w, "  local as {local_as};");
     }
@@ -331,7 +343,11 @@ fn session(w: &mut String, input: &NodeBirdInput, s: &BGPPeerTarget) {
         let _ = writeln!(w, "  allow local as {n};");
     }
     if let Some(pw) = input.passwords.get(&s.name) {
-        let _ = writeln!(w, "  password {};", quote(pw));
+        let _ = writeln!(
+            w,
+            "  password {};",
+            quote(pw, || format!("password of {}", s.name))?
+        );
     }
     let _ = writeln!(w, "  ipv4 {{");
     let _ = writeln!(w, "    gateway recursive;");
@@ -346,4 +362,5 @@ fn session(w: &mut String, input: &NodeBirdInput, s: &BGPPeerTarget) {
     }
     let _ = writeln!(w, "  }};");
     let _ = writeln!(w, "}}");
+    Ok(())
 }

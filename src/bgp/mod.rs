@@ -16,7 +16,7 @@ pub mod expand;
 pub mod status;
 
 pub use crate::api::nodestate::{BGPPeerTarget as Session, PeerType};
-pub use bird::{ExportPool, NodeBirdInput, render_bird_config};
+pub use bird::{BirdConfigError, ExportPool, NodeBirdInput, render_bird_config};
 pub use expand::{
     BgpInputs, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, mesh_sessions, node_bgp_state,
 };

@@ -102,8 +102,7 @@ fn seed_node1_meshes_with_control_and_node2_and_peers_with_host1() {
         mesh.iter()
             .all(|m| m.peer_type == PeerType::NodeMesh && m.as_number == 64512)
     );
-    // Unidirectional: node1 dials .1's peer? No: the smaller address dials, so node1 waits for
-    // nothing from .1 (it dials .1) and waits for .3 to... the reverse: .3 is greater, so node1 is passive.
+    // Unidirectional: the smaller address (as a string) dials, so node1 dials .1 and waits for .3.
     assert!(!mesh[0].passive);
     assert!(mesh[1].passive);
 }
@@ -235,7 +234,7 @@ fn route_reflector_clients_peer_with_reflectors_and_reflectors_peer_back() {
             .iter()
             .all(|p| !p.route_reflector_client && p.peer_type == PeerType::NodeSpecific)
     );
-    // A client has the smaller... no: the reflectors have the smaller addresses here, so they dial.
+    // The reflectors have the smaller addresses here, so the clients wait for them to dial.
     assert!(a.peers.iter().all(|p| !p.passive));
 
     let rr1 = state("rr1", &configs, &peers, &nodes);
@@ -257,7 +256,7 @@ fn route_reflector_clients_peer_with_reflectors_and_reflectors_peer_back() {
     assert!(client("10.0.0.3") && client("10.0.0.4"));
     assert!(rr1.peers.iter().all(|p| p.passive));
 
-    let conf = render_bird_config(&NodeBirdInput {
+    let conf = render(&NodeBirdInput {
         node: "rr1".into(),
         bgp: rr1,
         ..Default::default()
@@ -420,7 +419,7 @@ fn next_hop_keep_only_for_ebgp() {
 
     let ebgp = state("node1", &[], &[peer("p", spec(65001))], &nodes);
     let conf = |bgp| {
-        render_bird_config(&NodeBirdInput {
+        render(&NodeBirdInput {
             node: "node1".into(),
             bgp,
             ..Default::default()
@@ -515,7 +514,7 @@ fn seed_bird_input(name: &str) -> NodeBirdInput {
 
 #[test]
 fn seed_node1_bird_config_golden() {
-    let got = render_bird_config(&seed_bird_input("node1"));
+    let got = render(&seed_bird_input("node1"));
     let want = include_str!("testdata/node1.bird.conf");
     assert_eq!(got, want, "rendered:\n{got}");
 }
@@ -523,16 +522,16 @@ fn seed_node1_bird_config_golden() {
 #[test]
 fn bird_config_is_deterministic_and_skips_32_blocks() {
     let mut input = seed_bird_input("node1");
-    let a = render_bird_config(&input);
+    let a = render(&input);
     input.pools.reverse();
     input.mesh.reverse();
     input
         .blocks
         .insert(0, "198.19.22.128/26".parse().expect("cidr"));
-    assert_eq!(render_bird_config(&input), a);
+    assert_eq!(render(&input), a);
     input.blocks.push("198.19.23.7/32".parse().expect("cidr"));
     assert_eq!(
-        render_bird_config(&input),
+        render(&input),
         a,
         "/32 blocks are neither aggregated nor blackholed"
     );
@@ -566,8 +565,8 @@ fn bird_config_options_from_peers_and_configuration() {
     )];
     let bgp = state("node1", &configs, &peers, &nodes);
     let mut passwords = BTreeMap::new();
-    passwords.insert("Node_10_9_9_9".to_string(), "s3\"cret".to_string());
-    let c = render_bird_config(&NodeBirdInput {
+    passwords.insert("Node_10_9_9_9".to_string(), "s3cr\\et".to_string());
+    let c = render(&NodeBirdInput {
         node: "node1".into(),
         bgp,
         pools: vec![ExportPool {
@@ -578,7 +577,7 @@ fn bird_config_options_from_peers_and_configuration() {
         ..Default::default()
     });
     for line in [
-        "listen bgp address 198.19.0.2 port 179;",
+        "  strict bind on; # bindMode NodeIP: listen on the source address only",
         "  interface -\"cali*\", -\"kube-ipvs*\", -\"dummy*\", \"*\";",
         "  if ( net ~ 198.19.24.0/21 ) then { reject; } # disableBGPExport",
         "  route 10.9.9.9/32 via 198.19.0.254;",
@@ -586,7 +585,7 @@ fn bird_config_options_from_peers_and_configuration() {
         "  multihop 1;",
         "  graceful restart time 120;",
         "  allow local as 2;",
-        "  password \"s3\\\"cret\";",
+        "  password \"s3cr\\et\";",
     ] {
         assert!(c.lines().any(|l| l == line), "missing {line:?} in\n{c}");
     }
@@ -774,4 +773,22 @@ fn node_status_wraps_long_info_like_calicoctl() {
 +---------------+-------------------+-------+----------+----------------------------+
 ";
     assert_eq!(t, want, "\n{t}");
+}
+
+fn render(input: &NodeBirdInput) -> String {
+    render_bird_config(input).expect("renders")
+}
+
+#[test]
+fn strings_bird_cannot_quote_are_refused_not_mangled() {
+    let mut input = seed_bird_input("node1");
+    input
+        .passwords
+        .insert("Global_198_19_15_254".into(), "a\"b".into());
+    let err = render_bird_config(&input).expect_err("a quote cannot be written");
+    assert_eq!(err.what, "password of Global_198_19_15_254");
+    assert!(
+        !err.to_string().contains("a\"b"),
+        "the error never shows the secret"
+    );
 }
