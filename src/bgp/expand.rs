@@ -130,7 +130,7 @@ impl LocalNodes {
     }
 }
 
-/// The port to name and dial: explicit, else the listen port of the Calico node at that address.
+/// None for BGP's default port: only another port is named (`_port_N`) and dialled explicitly.
 fn non_default(port: u16) -> Option<u16> {
     (port != DEFAULT_LISTEN_PORT).then_some(port)
 }
@@ -358,7 +358,7 @@ pub fn mesh_sessions(me: &NodeBGPState, nodes: &[Node]) -> Vec<BGPPeerTarget> {
             BGPPeerTarget {
                 name: protocol_name(PeerType::NodeMesh, &n.ip, port),
                 source: n.name.to_string(),
-                // Unidirectional: the node with the smaller address (as a string) dials.
+                // Unidirectional: the node with the greater address (as a string) dials.
                 passive: n.ip.as_str() > me.ipv4_address.as_str(),
                 peer_ip: n.ip,
                 port,

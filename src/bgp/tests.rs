@@ -102,7 +102,7 @@ fn seed_node1_meshes_with_control_and_node2_and_peers_with_host1() {
         mesh.iter()
             .all(|m| m.peer_type == PeerType::NodeMesh && m.as_number == 64512)
     );
-    // Unidirectional: the smaller address (as a string) dials, so node1 dials .1 and waits for .3.
+    // Unidirectional: the greater address (as a string) dials, so node1 dials .1 and waits for .3.
     assert!(!mesh[0].passive);
     assert!(mesh[1].passive);
 }
@@ -234,7 +234,7 @@ fn route_reflector_clients_peer_with_reflectors_and_reflectors_peer_back() {
             .iter()
             .all(|p| !p.route_reflector_client && p.peer_type == PeerType::NodeSpecific)
     );
-    // The reflectors have the smaller addresses here, so the clients wait for them to dial.
+    // The clients have the greater addresses here, so they dial the reflectors.
     assert!(a.peers.iter().all(|p| !p.passive));
 
     let rr1 = state("rr1", &configs, &peers, &nodes);
