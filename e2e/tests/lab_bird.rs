@@ -1,11 +1,20 @@
 //! The lab can host the seed's BGP state with real BIRD 2: an iBGP full mesh between control, node1
 //! and node2 (AS 64512) plus host1 as a global peer, each node advertising its block as a blackhole,
-//! so node1's routing table shows the seed's `proto bird` lines. The BIRD configs are written by
-//! hand here; rendering them from the API is the agent's job (its own issue).
+//! so node1's routing table shows the seed's `proto bird` lines. The nodes' configs are rendered by
+//! `ocelot::bgp` from the seed's objects; host1, a plain router, gets the same renderer's output
+//! with one global session per node.
 use std::time::Duration;
 
 use anyhow::Result;
+use ocelot::api::bgp::BGPPeer;
+use ocelot::api::node::Node;
+use ocelot::api::nodestate::{BGPPeerTarget, NodeBGPState, PeerType};
+use ocelot::bgp::{
+    BgpInputs, ExportPool, NodeBirdInput, mesh_sessions, node_bgp_state, protocol_name,
+    render_bird_config,
+};
 use ocelot_e2e::lab::{Lab, require_tools, retry};
+use serde_json::json;
 
 /// The seed's blocks: control 198.19.21.0/26, node1 198.19.22.128/26, node2 198.19.21.64/26.
 const NODES: [(&str, &str, Option<&str>); 4] = [
@@ -15,30 +24,65 @@ const NODES: [(&str, &str, Option<&str>); 4] = [
     ("host1", "198.19.15.254", None),
 ];
 
-fn bird_conf(me: &str, ip: &str, block: Option<&str>, log: &str) -> String {
-    let mut c = format!(
-        "log \"{log}\" all;\nrouter id {ip};\nprotocol device {{ scan time 2; }}\n\
-         protocol direct {{ ipv4; interface \"ens4\"; }}\n\
-         protocol kernel {{ ipv4 {{ import none; export where source ~ [ RTS_STATIC, RTS_BGP ]; }}; scan time 2; merge paths on; }}\n"
-    );
-    if let Some(b) = block {
-        c += &format!("protocol static blocks {{ ipv4; route {b} blackhole; }}\n");
-    }
-    c += "template bgp peer { local as 64512; connect delay time 0; connect retry time 2; error wait time 1,5;\n\
-          ipv4 { import all; export where proto = \"blocks\"; next hop self; }; }\n";
-    for (name, peer_ip, _) in NODES.iter().filter(|(n, _, _)| *n != me) {
-        // host1 is the seed's global peer; the nodes mesh with each other (host1 peers with all).
-        let kind = if *name == "host1" || me == "host1" {
-            "Global"
-        } else {
-            "Mesh"
-        };
-        let proto = format!("{kind}_{}", peer_ip.replace('.', "_"));
-        c += &format!(
-            "protocol bgp {proto} from peer {{ neighbor {peer_ip} as 64512; source address {ip}; }}\n"
-        );
-    }
-    c
+fn bird_conf(me: &str, ip: &str, block: Option<&str>, log: &str) -> Result<String> {
+    let nodes: Vec<Node> = NODES[..3]
+        .iter()
+        .map(|(name, ip, _)| {
+            serde_json::from_value(json!({
+                "apiVersion": "projectcalico.org/v3", "kind": "Node",
+                "metadata": {"name": name}, "spec": {"bgp": {"ipv4Address": format!("{ip}/20")}},
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    // The seed's BGPPeer, as applied there.
+    let peers: Vec<BGPPeer> = vec![serde_json::from_value(json!({
+        "apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+        "metadata": {"name": "bgppeer-global-host1"},
+        "spec": {"peerIP": "198.19.15.254", "asNumber": 64512},
+    }))?];
+    let bgp = match node_bgp_state(
+        me,
+        &BgpInputs {
+            configs: &[],
+            peers: &peers,
+            nodes: &nodes,
+        },
+    ) {
+        Some(bgp) => bgp,
+        // host1 is no Calico node: it peers with every node, as their global peer.
+        None => NodeBGPState {
+            as_number: 64512,
+            default_as_number: 64512,
+            ipv4_address: ip.to_string(),
+            listen_port: 179,
+            peers: NODES[..3]
+                .iter()
+                .map(|(_, peer_ip, _)| BGPPeerTarget {
+                    name: protocol_name(PeerType::Global, peer_ip, None),
+                    source: me.to_string(),
+                    peer_ip: peer_ip.to_string(),
+                    as_number: 64512,
+                    peer_type: PeerType::Global,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+    };
+    let input = NodeBirdInput {
+        node: me.to_string(),
+        mesh: mesh_sessions(&bgp, &nodes),
+        bgp,
+        blocks: block.map(str::parse).transpose()?.into_iter().collect(),
+        pools: vec![ExportPool {
+            cidr: "198.19.16.0/21".parse()?,
+            disable_bgp_export: false,
+        }],
+        interface: Some("ens4".to_string()),
+        log_file: Some(log.to_string()),
+        ..Default::default()
+    };
+    Ok(render_bird_config(&input)?)
 }
 
 #[test]
@@ -52,7 +96,7 @@ fn bird_mesh_installs_the_seeds_proto_bird_routes_on_node1() -> Result<()> {
         let log = dir.join(format!("{name}.bird.log"));
         std::fs::write(
             &conf,
-            bird_conf(name, ip, block, log.to_str().expect("utf-8")),
+            bird_conf(name, ip, block, log.to_str().expect("utf-8"))?,
         )?;
         let ctl = dir.join(format!("{name}.bird.ctl"));
         let node = lab.node(name);
@@ -68,7 +112,7 @@ fn bird_mesh_installs_the_seeds_proto_bird_routes_on_node1() -> Result<()> {
     }
     let node1 = lab.node("node1");
     let ctl = lab.dir().join("node1.bird.ctl");
-    // Bounded: sessions come up in about a second with connect delay 0.
+    // Bounded: sessions come up in about 2 s (Calico's connect delay time 2).
     retry(
         "node1's 3 BGP sessions Established",
         60,
