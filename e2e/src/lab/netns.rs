@@ -177,10 +177,7 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<String> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
+        let args = to_strings(args);
         let shown = args.join(" ");
         let out = self
             .exec(&args)
@@ -254,10 +251,7 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<String> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
+        let args = to_strings(args);
         let prog = args.first().context("spawn needs a program")?;
         let base = Path::new(prog)
             .file_name()
@@ -399,6 +393,17 @@ impl Drop for LabProcess {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// Command arguments as text, for logs and error messages.
+fn to_strings<I, S>(args: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn sysctl_path(key: &str) -> String {
