@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod naming;
 pub mod selector;
 pub mod validation;
+pub mod wireguard;
