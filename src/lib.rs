@@ -8,6 +8,7 @@ pub mod desired;
 pub mod ipam;
 pub mod manifest;
 pub mod naming;
+pub mod routes;
 pub mod selector;
 pub mod validation;
 pub mod wireguard;

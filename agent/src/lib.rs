@@ -1,0 +1,2 @@
+//! Ocelot agent library: the node-side I/O layers the `ocelot-agent` binary runs.
+pub mod routes;

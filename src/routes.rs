@@ -1,0 +1,439 @@
+//! Kernel routes as values, and the plan that turns the kernel's routes into the desired ones.
+//!
+//! Ownership is the route's protocol number (as holo does): the agent tags every route it writes
+//! with [`OCELOT_PROTOCOL`] and [`plan`] deletes only routes carrying it. Routes of BIRD
+//! (`proto bird`), the kernel and the admin are never deleted or overwritten, and no state file is
+//! needed to know what is ours after a restart. Routes already in the kernel that equal a desired
+//! one are adopted as they are, so a restart causes no churn.
+//!
+//! IPv4 only for now: the agent's pools and the seed are IPv4.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// The kernel's main routing table.
+pub const RT_TABLE_MAIN: u32 = 254;
+
+/// Route protocol numbers the agent meets (Linux `RTPROT_*`, iproute2's `rt_protos`).
+pub const RTPROT_KERNEL: u8 = 2;
+/// `ip route add` without `proto` writes this, so Ocelot must not use it: it would delete the
+/// admin's routes as its own.
+pub const RTPROT_BOOT: u8 = 3;
+pub const RTPROT_STATIC: u8 = 4;
+/// BIRD's learned routes.
+pub const RTPROT_BIRD: u8 = 12;
+
+/// Ocelot's route protocol: free in iproute2's `rt_protos` and distinct from `boot`, `static`
+/// and every routing daemon's, so anything else's routes never look like ours. ASCII `O`.
+pub const OCELOT_PROTOCOL: u8 = 79;
+
+/// What a route does with matching packets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKind {
+    /// `via <gateway> dev <dev>` (scope global).
+    Via { gateway: Ipv4Addr, dev: String },
+    /// `dev <dev> scope link`: a pod's /32 to its host-side `cali*` veth.
+    Link { dev: String },
+    /// `blackhole`: the node's own blocks, so addresses not (yet) in use go nowhere.
+    Blackhole,
+    /// Anything else the kernel holds (local, unreachable, multipath, extra attributes, ...),
+    /// described for logs. Never desired; kept only so its slot and owner are known.
+    Other(String),
+}
+
+/// One IPv4 route. The kernel identifies a route by [`RouteKey`]: at most one route per key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route {
+    /// Destination; only its network address counts (the kernel refuses host bits).
+    pub dst: Ipv4Net,
+    pub kind: RouteKind,
+    pub table: u32,
+    /// Priority (`metric`); 0 when unset.
+    pub metric: u32,
+    pub protocol: u8,
+}
+
+/// The kernel's identity of an IPv4 route (`tos` is always 0 here): adding a route with the key
+/// of an existing one replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub table: u32,
+    pub dst: Ipv4Net,
+    pub metric: u32,
+}
+
+impl Route {
+    /// A pod's route: `<ip>/32 dev <veth> scope link`, main table, Ocelot's protocol.
+    pub fn pod(ip: Ipv4Addr, veth: &str) -> Route {
+        Route::owned(Ipv4Net::from(ip), RouteKind::Link { dev: veth.into() })
+    }
+
+    /// `blackhole <net>`, main table, Ocelot's protocol.
+    pub fn blackhole(net: Ipv4Net) -> Route {
+        Route::owned(net, RouteKind::Blackhole)
+    }
+
+    /// `<net> via <gateway> dev <dev>`, main table, Ocelot's protocol.
+    pub fn via(net: Ipv4Net, gateway: Ipv4Addr, dev: &str) -> Route {
+        Route::owned(
+            net,
+            RouteKind::Via {
+                gateway,
+                dev: dev.into(),
+            },
+        )
+    }
+
+    fn owned(dst: Ipv4Net, kind: RouteKind) -> Route {
+        Route {
+            dst: dst.trunc(),
+            kind,
+            table: RT_TABLE_MAIN,
+            metric: 0,
+            protocol: OCELOT_PROTOCOL,
+        }
+    }
+
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            table: self.table,
+            dst: self.dst.trunc(),
+            metric: self.metric,
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            RouteKind::Via { gateway, dev } => write!(f, "{} via {gateway} dev {dev}", self.dst)?,
+            RouteKind::Link { dev } => write!(f, "{} dev {dev} scope link", self.dst)?,
+            RouteKind::Blackhole => write!(f, "blackhole {}", self.dst)?,
+            RouteKind::Other(what) => write!(f, "{} ({what})", self.dst)?,
+        }
+        write!(
+            f,
+            " table {} metric {} proto {}",
+            self.table, self.metric, self.protocol
+        )
+    }
+}
+
+/// A desired route that cannot be installed without touching a route that is not ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub wanted: Route,
+    /// The route holding the slot: a foreign kernel route, or an earlier desired route with the
+    /// same key.
+    pub occupant: Route,
+}
+
+/// Kernel writes, as values. Applying them in any order gives the same result: no route is both
+/// added and deleted, and no two adds share a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutePlan {
+    /// Routes to write with replace semantics (create, or overwrite our own route at the key).
+    pub add: Vec<Route>,
+    /// Our own routes to delete; "not found" counts as done.
+    pub delete: Vec<Route>,
+    /// Desired routes left out; reported, never forced.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl RoutePlan {
+    /// Nothing to write (conflicts may remain: they need someone else to act).
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// What to write so the kernel holds `desired` plus every route not carrying `owned_protocol`.
+///
+/// Desired routes are stamped with `owned_protocol` (they are ours by definition; a foreign
+/// protocol would leak them) and normalised to their network address. `current` is what the
+/// kernel holds in the tables concerned. Routes already present are adopted; only routes with
+/// `owned_protocol` are ever deleted or replaced; a desired route whose key is held by a
+/// foreign route is reported as a [`Conflict`]. The plan of an applied state is empty.
+pub fn plan(desired: &[Route], current: &[Route], owned_protocol: u8) -> RoutePlan {
+    let mut out = RoutePlan::default();
+    let mut at_key: HashMap<RouteKey, Vec<&Route>> = HashMap::with_capacity(current.len());
+    for route in current {
+        at_key.entry(route.key()).or_default().push(route);
+    }
+    let mut wanted: HashMap<RouteKey, Route> = HashMap::with_capacity(desired.len());
+    for route in desired {
+        let mut route = route.clone();
+        route.protocol = owned_protocol;
+        route.dst = route.dst.trunc();
+        let key = route.key();
+        if let Some(first) = wanted.get(&key) {
+            out.conflicts.push(Conflict {
+                wanted: route,
+                occupant: first.clone(),
+            });
+            continue;
+        }
+        let present = at_key.get(&key).map(Vec::as_slice).unwrap_or_default();
+        if let Some(foreign) = present.iter().find(|r| r.protocol != owned_protocol) {
+            out.conflicts.push(Conflict {
+                wanted: route.clone(),
+                occupant: (*foreign).clone(),
+            });
+        } else if present.contains(&&route) {
+            // Adopted. Anything else of ours at the key (only `ip route append` makes such
+            // twins) goes.
+            out.delete.extend(
+                present
+                    .iter()
+                    .filter(|r| ***r != route)
+                    .map(|r| (*r).clone()),
+            );
+        } else {
+            // The replace overwrites the first route at the key; further twins go.
+            out.delete
+                .extend(present.iter().skip(1).map(|r| (*r).clone()));
+            out.add.push(route.clone());
+        }
+        wanted.insert(key, route);
+    }
+    let mut deleted: HashSet<&Route> = out.delete.iter().collect();
+    let mut stale = Vec::new();
+    for route in current {
+        if route.protocol == owned_protocol
+            && !wanted.contains_key(&route.key())
+            && deleted.insert(route)
+        {
+            stale.push(route.clone());
+        }
+    }
+    out.delete.extend(stale);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    const OWN: u8 = OCELOT_PROTOCOL;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    fn foreign(mut r: Route, protocol: u8) -> Route {
+        r.protocol = protocol;
+        r
+    }
+
+    /// The kernel's behaviour for a plan: deletes remove the exact route, adds replace whatever
+    /// sits at their key (the first route there) or create it.
+    fn apply(current: &[Route], plan: &RoutePlan) -> Vec<Route> {
+        let mut table: Vec<Route> = current
+            .iter()
+            .filter(|r| !plan.delete.contains(r))
+            .cloned()
+            .collect();
+        for add in &plan.add {
+            match table.iter_mut().find(|r| r.key() == add.key()) {
+                Some(slot) => *slot = add.clone(),
+                None => table.push(add.clone()),
+            }
+        }
+        table
+    }
+
+    fn set(routes: &[Route]) -> BTreeSet<Route> {
+        routes.iter().cloned().collect()
+    }
+
+    #[test]
+    fn adopts_identical_routes_and_deletes_only_our_stale_ones() {
+        let pod = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
+        let hole = Route::blackhole(net("10.0.0.0/26"));
+        let stale = Route::pod(Ipv4Addr::new(10, 0, 0, 2), "cali2");
+        let bird = foreign(
+            Route::via(net("10.1.0.0/26"), Ipv4Addr::new(192, 0, 2, 2), "ens4"),
+            RTPROT_BIRD,
+        );
+        let admin = foreign(Route::pod(Ipv4Addr::new(10, 0, 0, 3), "eth9"), RTPROT_BOOT);
+        let current = vec![pod.clone(), hole.clone(), stale.clone(), bird, admin];
+        let p = plan(&[pod, hole], &current, OWN);
+        assert_eq!(p.add, vec![]);
+        assert_eq!(p.delete, vec![stale]);
+        assert!(p.conflicts.is_empty());
+    }
+
+    #[test]
+    fn replaces_our_route_when_it_changed() {
+        let old = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
+        let new = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali9");
+        let p = plan(std::slice::from_ref(&new), &[old], OWN);
+        assert_eq!(p.add, vec![new]);
+        assert!(p.delete.is_empty());
+    }
+
+    #[test]
+    fn never_overwrites_a_foreign_route_at_the_same_key() {
+        let bird = foreign(
+            Route::via(net("10.0.0.0/26"), Ipv4Addr::new(192, 0, 2, 2), "ens4"),
+            RTPROT_BIRD,
+        );
+        let wanted = Route::blackhole(net("10.0.0.0/26"));
+        let p = plan(
+            std::slice::from_ref(&wanted),
+            std::slice::from_ref(&bird),
+            OWN,
+        );
+        assert!(p.is_empty());
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict {
+                wanted,
+                occupant: bird
+            }]
+        );
+    }
+
+    #[test]
+    fn stamps_our_protocol_and_network_address_on_desired_routes() {
+        let mut r = Route::blackhole(net("10.0.0.0/26"));
+        r.protocol = RTPROT_STATIC;
+        r.dst = net("10.0.0.5/26");
+        let p = plan(&[r], &[], OWN);
+        assert_eq!(p.add, vec![Route::blackhole(net("10.0.0.0/26"))]);
+    }
+
+    #[test]
+    fn duplicate_desired_keys_keep_the_first() {
+        let a = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
+        let b = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali2");
+        let p = plan(&[a.clone(), b.clone()], &[], OWN);
+        assert_eq!(p.add, vec![a.clone()]);
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict {
+                wanted: b,
+                occupant: a
+            }]
+        );
+    }
+
+    #[test]
+    fn other_routes_of_ours_are_replaced_or_deleted() {
+        let mut odd = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
+        odd.kind = RouteKind::Other("unreachable".into());
+        let mut odd2 = odd.clone();
+        odd2.dst = net("10.0.0.2/32");
+        let want = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
+        let p = plan(std::slice::from_ref(&want), &[odd, odd2.clone()], OWN);
+        assert_eq!(p.add, vec![want]);
+        assert_eq!(p.delete, vec![odd2]);
+    }
+
+    fn arb_kind() -> impl Strategy<Value = RouteKind> {
+        prop_oneof![
+            (0u8..3, 0u8..2).prop_map(|(g, d)| RouteKind::Via {
+                gateway: Ipv4Addr::new(192, 0, 2, g),
+                dev: format!("eth{d}")
+            }),
+            (0u8..3).prop_map(|d| RouteKind::Link {
+                dev: format!("cali{d}")
+            }),
+            Just(RouteKind::Blackhole),
+            Just(RouteKind::Other("unreachable".into())),
+        ]
+    }
+
+    /// Routes over a small key space, so keys collide often.
+    fn arb_route(protocols: &'static [u8]) -> impl Strategy<Value = Route> {
+        (
+            0u8..12,
+            prop_oneof![Just(32u8), Just(26u8)],
+            arb_kind(),
+            prop_oneof![Just(RT_TABLE_MAIN), Just(100u32)],
+            prop_oneof![Just(0u32), Just(10u32)],
+            proptest::sample::select(protocols),
+        )
+            .prop_map(|(host, len, kind, table, metric, protocol)| Route {
+                dst: Ipv4Net::new(Ipv4Addr::new(10, 0, 0, host * 16), len)
+                    .unwrap()
+                    .trunc(),
+                kind,
+                table,
+                metric,
+                protocol,
+            })
+    }
+
+    /// At most one route per key, as the kernel holds them.
+    fn unique_keys(routes: Vec<Route>) -> Vec<Route> {
+        let mut seen = HashSet::new();
+        routes
+            .into_iter()
+            .filter(|r| seen.insert(r.key()))
+            .collect()
+    }
+
+    fn is_desirable(r: &Route) -> bool {
+        !matches!(r.kind, RouteKind::Other(_))
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_plan_gives_desired_plus_foreign(
+            desired in proptest::collection::vec(arb_route(&[OWN]), 0..20),
+            ours in proptest::collection::vec(arb_route(&[OWN]), 0..20),
+            others in proptest::collection::vec(arb_route(&[RTPROT_KERNEL, RTPROT_BOOT, RTPROT_BIRD]), 0..20),
+        ) {
+            let desired: Vec<Route> = unique_keys(desired.into_iter().filter(is_desirable).collect());
+            let desired_keys: HashSet<RouteKey> = desired.iter().map(Route::key).collect();
+            // Foreign routes on free keys: the case the plan can fully realise.
+            let foreign: Vec<Route> = others.into_iter().filter(|r| !desired_keys.contains(&r.key())).collect();
+            let current = unique_keys(foreign.iter().cloned().chain(ours).collect());
+            let foreign: Vec<Route> = current.iter().filter(|r| r.protocol != OWN).cloned().collect();
+
+            let p = plan(&desired, &current, OWN);
+            prop_assert!(p.conflicts.is_empty());
+            prop_assert!(p.delete.iter().all(|r| r.protocol == OWN));
+            prop_assert!(p.add.iter().all(|r| !current.contains(r)), "adopted routes are not rewritten");
+            let after = apply(&current, &p);
+            prop_assert_eq!(after.len(), set(&after).len());
+            let expected: BTreeSet<Route> = desired.iter().chain(&foreign).cloned().collect();
+            prop_assert_eq!(set(&after), expected);
+            prop_assert!(plan(&desired, &after, OWN).is_empty(), "idempotent");
+        }
+
+        #[test]
+        fn foreign_routes_survive_any_plan(
+            desired in proptest::collection::vec(arb_route(&[OWN]), 0..20),
+            current in proptest::collection::vec(arb_route(&[OWN, RTPROT_KERNEL, RTPROT_BIRD]), 0..30),
+        ) {
+            let current = unique_keys(current);
+            let p = plan(&desired, &current, OWN);
+            let after = apply(&current, &p);
+            for r in current.iter().filter(|r| r.protocol != OWN) {
+                prop_assert!(after.contains(r), "{r} was touched");
+            }
+            // Every desired key is ours after applying, or reported.
+            for d in &desired {
+                let mine = after.iter().any(|r| r.key() == d.key() && r.protocol == OWN);
+                let reported = p.conflicts.iter().any(|c| c.wanted.key() == d.key());
+                prop_assert!(mine || reported, "{d} neither applied nor reported");
+            }
+            prop_assert!(plan(&desired, &after, OWN).is_empty(), "idempotent");
+        }
+
+        #[test]
+        fn plan_of_desired_against_itself_is_empty(
+            desired in proptest::collection::vec(arb_route(&[OWN]), 0..30),
+        ) {
+            let desired = unique_keys(desired);
+            let p = plan(&desired, &desired, OWN);
+            prop_assert!(p.is_empty() && p.conflicts.is_empty());
+        }
+    }
+}
