@@ -4,8 +4,8 @@
 //!
 //! Namespaces: a netlink socket belongs to the network namespace its thread was in when it was
 //! created. The agent runs in the host's and uses [`RouteNetlink::connect`]; tests and the bench
-//! use [`RouteNetlink::connect_in_netns`], which creates the socket on a short-lived thread that
-//! entered the namespace, so the caller's threads never change namespace.
+//! use [`RouteNetlink::connect_in_netns`], whose socket thread enters the namespace first, so the
+//! caller's threads never change namespace.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,8 +13,9 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::Arc;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::link::LinkAttribute;
@@ -32,6 +33,10 @@ pub const APPLY_CONCURRENCY: usize = 256;
 pub enum Error {
     #[error("netlink: {0}")]
     Netlink(#[from] rtnetlink::Error),
+    #[error("reading the interfaces: {0}")]
+    Links(String),
+    #[error("netlink thread: {0}")]
+    Thread(String),
     #[error("no interface named {0:?}")]
     NoSuchDevice(String),
     #[error("{0} cannot be written: it is not a route Ocelot makes")]
@@ -64,51 +69,134 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    fn all_failed(plan: &RoutePlan, error: impl Fn() -> Error) -> ApplyReport {
+        let deletes = plan.delete.iter().map(|r| (Op::Delete, r));
+        let writes = deletes.chain(plan.add.iter().map(|r| (Op::Add, r)));
+        ApplyReport {
+            failures: writes
+                .map(|(op, route)| RouteFailure {
+                    op,
+                    route: route.clone(),
+                    error: error(),
+                })
+                .collect(),
+            ..ApplyReport::default()
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         self.failures.is_empty()
     }
 }
 
-/// A netlink route socket in one network namespace.
+/// A netlink route socket in one network namespace, served by its own thread.
+///
+/// The socket and every request on it live on one thread with a single-threaded runtime: with
+/// the connection task and the pipelined requests on different worker threads, each ACK costs a
+/// cross-thread wakeup and applying 10,000 routes took 1.4-1.7x `ip -batch`; on one thread it
+/// takes 0.7x (BENCHMARKS.md, "Routes (agent)"). Callers on any runtime pay one wakeup per call.
+/// The thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct RouteNetlink {
-    handle: Handle,
+    socket: Socket,
+    runtime: tokio::runtime::Handle,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl RouteNetlink {
-    /// A socket in the calling thread's network namespace. Needs a tokio runtime (the connection
-    /// task is spawned on it).
+    /// A socket in the agent's own network namespace.
     pub fn connect() -> io::Result<RouteNetlink> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
-        tokio::spawn(conn);
-        Ok(RouteNetlink { handle })
+        RouteNetlink::start(None)
     }
 
-    /// A socket in the network namespace at `netns` (e.g. `/run/netns/<name>`). Needs a tokio
-    /// runtime and CAP_SYS_ADMIN.
+    /// A socket in the network namespace at `netns` (e.g. `/run/netns/<name>`); needs
+    /// CAP_SYS_ADMIN. Only the socket's thread enters the namespace; the caller's threads stay.
     pub fn connect_in_netns(netns: &Path) -> io::Result<RouteNetlink> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let ns = File::open(netns)?;
-        // setns affects only the calling thread, so a throwaway thread enters the namespace and
-        // creates the socket there; the socket stays in that namespace for its whole life.
-        let created = std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: plain syscall on a valid, open fd; changes only this thread.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let _entered = runtime.enter();
-                rtnetlink::new_connection()
-            })
-            .join()
-        });
-        let (conn, handle, _) = created
-            .map_err(|_| io::Error::other("netlink socket thread panicked"))?
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", netns.display())))?;
-        runtime.spawn(conn);
-        Ok(RouteNetlink { handle })
+        RouteNetlink::start(Some(File::open(netns).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: {e}", netns.display()))
+        })?))
     }
 
+    fn start(netns: Option<File>) -> io::Result<RouteNetlink> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("ocelot-netlink".into())
+            .spawn(move || {
+                let started = (|| {
+                    if let Some(ns) = &netns {
+                        // SAFETY: plain syscall on a valid, open fd; changes only this thread,
+                        // and the socket created below stays in that namespace for its life.
+                        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let (conn, handle, _) = {
+                        let _entered = runtime.enter();
+                        rtnetlink::new_connection()?
+                    };
+                    runtime.spawn(conn);
+                    Ok((runtime, handle))
+                })();
+                match started {
+                    Ok((runtime, handle)) => {
+                        let _ = ready_tx.send(Ok((runtime.handle().clone(), handle)));
+                        // Serves the connection and the spawned calls until the last clone goes.
+                        runtime.block_on(async {
+                            let _ = stop_rx.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let (runtime, handle) = ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("netlink thread died while starting"))??;
+        Ok(RouteNetlink {
+            socket: Socket { handle },
+            runtime,
+            _stop: Arc::new(stop_tx),
+        })
+    }
+
+    /// The IPv4 routes of `table` (any protocol), as values. Routes the model has no kind for
+    /// come back as [`RouteKind::Other`], so their slot and owner are still known.
+    pub async fn list(&self, table: u32) -> Result<Vec<Route>, Error> {
+        let socket = self.socket.clone();
+        self.runtime
+            .spawn(async move { socket.list(table).await })
+            .await
+            .map_err(|e| Error::Thread(e.to_string()))?
+    }
+
+    /// Writes `plan`: adds with replace semantics, deletes where "not found" is success, all
+    /// pipelined on this socket with at most [`APPLY_CONCURRENCY`] requests in flight. Failures
+    /// are collected with their route; the rest of the plan still goes through.
+    pub async fn apply(&self, plan: &RoutePlan) -> ApplyReport {
+        let socket = self.socket.clone();
+        let owned = plan.clone();
+        match self
+            .runtime
+            .spawn(async move { socket.apply(&owned).await })
+            .await
+        {
+            Ok(report) => report,
+            Err(e) => ApplyReport::all_failed(plan, || Error::Thread(e.to_string())),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Socket {
+    handle: Handle,
+}
+
+impl Socket {
     /// Interface index to name, for every link in the namespace.
     async fn links(&self) -> Result<HashMap<u32, String>, Error> {
         let mut links = HashMap::new();
@@ -125,9 +213,7 @@ impl RouteNetlink {
         Ok(links)
     }
 
-    /// The IPv4 routes of `table` (any protocol), as values. Routes the model has no kind for
-    /// come back as [`RouteKind::Other`], so their slot and owner are still known.
-    pub async fn list(&self, table: u32) -> Result<Vec<Route>, Error> {
+    async fn list(&self, table: u32) -> Result<Vec<Route>, Error> {
         let links = self.links().await?;
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut dump = self.handle.route().get(query).execute();
@@ -142,40 +228,37 @@ impl RouteNetlink {
         Ok(routes)
     }
 
-    /// Writes `plan`: adds with replace semantics, deletes where "not found" is success, all
-    /// pipelined on this socket with at most [`APPLY_CONCURRENCY`] requests in flight. Failures
-    /// are collected with their route; the rest of the plan still goes through.
-    pub async fn apply(&self, plan: &RoutePlan) -> ApplyReport {
+    async fn apply(&self, plan: &RoutePlan) -> ApplyReport {
         let mut report = ApplyReport::default();
         let names = match self.links().await {
             Ok(links) => links.into_iter().map(|(i, n)| (n, i)).collect(),
             Err(e) => {
                 // Without the link table no device route can be written; report every write.
                 let error = e.to_string();
-                let all = plan.delete.iter().map(|r| (Op::Delete, r));
-                for (op, route) in all.chain(plan.add.iter().map(|r| (Op::Add, r))) {
-                    report.failures.push(RouteFailure {
-                        op,
-                        route: route.clone(),
-                        error: Error::NoSuchDevice(format!("links unreadable: {error}")),
-                    });
-                }
-                return report;
+                return ApplyReport::all_failed(plan, || Error::Links(error.clone()));
             }
         };
         let names: HashMap<String, u32> = names;
-        let writes = plan
+        // Collected first and pipelined by hand (what `buffer_unordered` does): a stream built
+        // from closures is not provably `Send`, which the socket thread's task must be.
+        let mut pending: std::vec::IntoIter<(Op, &Route)> = plan
             .delete
             .iter()
             .map(|r| (Op::Delete, r))
-            .chain(plan.add.iter().map(|r| (Op::Add, r)));
-        let mut results = stream::iter(writes)
-            .map(|(op, route)| {
-                let names = &names;
-                async move { (op, route, self.write(op, route, names).await) }
-            })
-            .buffer_unordered(APPLY_CONCURRENCY);
-        while let Some((op, route, result)) = results.next().await {
+            .chain(plan.add.iter().map(|r| (Op::Add, r)))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < APPLY_CONCURRENCY {
+                let Some((op, route)) = pending.next() else {
+                    break;
+                };
+                in_flight.push(self.write_tagged(op, route, &names));
+            }
+            let Some((op, route, result)) = in_flight.next().await else {
+                break;
+            };
             match (op, result) {
                 (Op::Add, Ok(_)) => report.added += 1,
                 (Op::Delete, Ok(Written::Done)) => report.deleted += 1,
@@ -188,6 +271,15 @@ impl RouteNetlink {
             }
         }
         report
+    }
+
+    async fn write_tagged<'a>(
+        &self,
+        op: Op,
+        route: &'a Route,
+        names: &HashMap<String, u32>,
+    ) -> (Op, &'a Route, Result<Written, Error>) {
+        (op, route, self.write(op, route, names).await)
     }
 
     async fn write(

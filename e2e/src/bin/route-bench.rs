@@ -35,6 +35,7 @@ fn main() -> Result<()> {
     ensure!(routes > 0 && routes < 1 << 20 && runs > 0, "bad sizes");
     require_root()?;
     require_tools(&["ip"])?;
+    // A multi-threaded runtime, as the agent's: the route socket brings its own thread.
     tokio::runtime::Runtime::new()?.block_on(bench(routes, runs))
 }
 
