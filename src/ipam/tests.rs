@@ -63,6 +63,21 @@ fn empty() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
+/// Pool selection for a pod with these annotations on a node with these labels.
+fn select(
+    ipam: &Ipam,
+    pod: &BTreeMap<String, String>,
+    ns: &BTreeMap<String, String>,
+    node: &BTreeMap<String, String>,
+) -> Result<PoolSelection, IpamError> {
+    ipam.select_pools(&PodContext {
+        pod_annotations: pod,
+        namespace_annotations: ns,
+        namespace_labels: None,
+        node_labels: node,
+    })
+}
+
 #[test]
 fn seed_node_gets_a_26_of_the_default_pool_and_its_blackhole() {
     let mut ipam = seed();
@@ -80,14 +95,7 @@ fn seed_node_gets_a_26_of_the_default_pool_and_its_blackhole() {
 
     let ns = empty();
     let pod_ann = empty();
-    let sel = ipam
-        .select_pools(&PodContext {
-            pod_annotations: &pod_ann,
-            namespace_annotations: &ns,
-            namespace_labels: None,
-            node_labels: &labels,
-        })
-        .unwrap();
+    let sel = select(&ipam, &pod_ann, &ns, &labels).unwrap();
     assert_eq!(sel.v4.source, PoolSource::NodeSelector);
     let req = AssignRequest::pod("c1", "default", "nginx", "node1", t(1));
     let a = ipam.auto_assign(&req, Family::V4, &sel.v4).unwrap();
@@ -152,14 +160,7 @@ fn pod_annotation_overrides_namespace_and_accepts_cidrs() {
     let ns = map(&[(ANNOTATION_IPV4_POOLS, r#"["external-pool"]"#)]);
     let pod_ann = map(&[(ANNOTATION_IPV4_POOLS, r#"["198.19.16.0/21"]"#)]);
     let labels = empty();
-    let sel = ipam
-        .select_pools(&PodContext {
-            pod_annotations: &pod_ann,
-            namespace_annotations: &ns,
-            namespace_labels: None,
-            node_labels: &labels,
-        })
-        .unwrap();
+    let sel = select(&ipam, &pod_ann, &ns, &labels).unwrap();
     assert_eq!(sel.v4.pools, vec!["default-ipv4-ippool"]);
     assert_eq!(sel.v4.source, PoolSource::PodAnnotation);
     // v6 has no annotation and no v6 pool.
@@ -178,12 +179,7 @@ fn annotation_errors_name_pool_and_source() {
     let run = |pod: &[(&str, &str)], ns: &[(&str, &str)]| {
         let p = map(pod);
         let n = map(ns);
-        ipam.select_pools(&PodContext {
-            pod_annotations: &p,
-            namespace_annotations: &n,
-            namespace_labels: None,
-            node_labels: &labels,
-        })
+        select(&ipam, &p, &n, &labels)
     };
     let e = run(&[(ANNOTATION_IPV4_POOLS, r#"["nope"]"#)], &[]).unwrap_err();
     assert_eq!(
@@ -215,14 +211,7 @@ fn explicit_addresses() {
     let mut ipam = seed();
     let p = map(&[(ANNOTATION_IP_ADDRS, r#"["198.19.28.208"]"#)]);
     let e = empty();
-    let sel = ipam
-        .select_pools(&PodContext {
-            pod_annotations: &p,
-            namespace_annotations: &e,
-            namespace_labels: None,
-            node_labels: &e,
-        })
-        .unwrap();
+    let sel = select(&ipam, &p, &e, &e).unwrap();
     assert_eq!(sel.explicit, vec![ip("198.19.28.208")]);
     let req = AssignRequest::pod("c1", "external-ns", "nginx", "node1", t(0));
     let a = ipam
@@ -251,12 +240,7 @@ fn explicit_addresses() {
     let bad = map(&[(ANNOTATION_IP_ADDRS, r#"["10.0.0.1","10.0.0.2"]"#)]);
     let e2 = empty();
     assert!(matches!(
-        ipam.select_pools(&PodContext {
-            pod_annotations: &bad,
-            namespace_annotations: &e2,
-            namespace_labels: None,
-            node_labels: &e2,
-        }),
+        select(&ipam, &bad, &e2, &e2),
         Err(IpamError::BadExplicitAddress { .. })
     ));
 }
