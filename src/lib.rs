@@ -11,4 +11,5 @@ pub mod naming;
 pub mod routes;
 pub mod selector;
 pub mod validation;
+pub mod values;
 pub mod wireguard;

@@ -75,7 +75,9 @@ pub struct IPPoolSpec {
 }
 
 /// Encapsulation mode of a pool.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, JsonSchema,
+)]
 pub enum EncapMode {
     /// No encapsulation.
     #[default]

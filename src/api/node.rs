@@ -160,4 +160,8 @@ pub struct NodeStatus {
     /// Pod CIDRs of the Kubernetes node.
     #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
     pub pod_cidrs: Vec<String>,
+    /// The TCP port this node's BIRD listens on, published by the operator (Ocelot's addition to
+    /// Calico's schema) so mesh peers dial it: confd reads it from `node.<name>` BGPConfiguration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_listen_port: Option<u16>,
 }
