@@ -12,8 +12,10 @@
 //! [`NodeBGPState`]: crate::api::nodestate::NodeBGPState
 
 pub mod bird;
+pub mod columns;
 pub mod expand;
 pub mod status;
+pub mod support;
 
 pub use crate::api::nodestate::{BGPPeerTarget as Session, PeerType};
 pub use bird::{BirdConfigError, ExportPool, NodeBirdInput, render_bird_config};
