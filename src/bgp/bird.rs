@@ -21,7 +21,7 @@ use crate::api::bgp::{BindMode, SourceAddress};
 use crate::api::ippool::EncapMode;
 use crate::api::nodestate::{BGPPeerTarget, NodeBGPState};
 
-use super::expand::DEFAULT_LISTEN_PORT;
+use super::view::DEFAULT_LISTEN_PORT;
 
 /// A pool as the export and kernel filters see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]

@@ -16,13 +16,16 @@ pub mod columns;
 pub mod expand;
 pub mod status;
 pub mod support;
+pub mod view;
 
 pub use crate::api::nodestate::{BGPPeerTarget as Session, PeerType};
 pub use bird::{BirdConfigError, ExportPool, NodeBirdInput, render_bird_config};
 pub use expand::{
-    BgpInputs, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, mesh_sessions, node_bgp_state, node_ipv4_net,
+    BgpInputs, DEFAULT_AS_NUMBER, mesh_sessions, mesh_sessions_of, node_bgp_state,
+    node_bgp_state_in,
 };
 pub use status::{parse_birdc_protocols, render_bgp_status, render_peer_table};
+pub use view::{BgpNode, BgpView, DEFAULT_LISTEN_PORT, ParsedPeer, SliceView, node_ipv4_net};
 
 impl PeerType {
     /// The BIRD protocol-name prefix Calico uses for this kind of session.
