@@ -5,6 +5,7 @@ pub mod api;
 pub mod bgp;
 pub mod crds;
 pub mod desired;
+pub mod index;
 pub mod ipam;
 pub mod manifest;
 pub mod naming;

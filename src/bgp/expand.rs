@@ -240,7 +240,7 @@ pub fn node_bgp_state_in(view: &impl BgpView, node_name: &str) -> Option<NodeBGP
                 // The Calico node at peerIP peers back with every local node of this BGPPeer.
                 let reverse_on = peer.spec.reverse_peering != Some(ReversePeering::Manual);
                 if reverse_on && remote_node.is_some_and(|r| r.name == me.node.name) {
-                    for local in view.locals_of(locals).filter(|n| n.name != me.node.name) {
+                    for local in view.locals_of(peer).filter(|n| n.name != me.node.name) {
                         let port = non_default(view.listen_port(&local.name));
                         let s = session_from(
                             peer,
@@ -272,14 +272,14 @@ pub fn node_bgp_state_in(view: &impl BgpView, node_name: &str) -> Option<NodeBGP
                 };
                 if locals.includes(me.node) {
                     // With neither node nor nodeSelector the BGPPeer is global: `Global_` sessions.
-                    for remote in view.selected_by(sel).filter(|n| n.name != me.node.name) {
+                    for remote in view.selected_by(peer).filter(|n| n.name != me.node.name) {
                         let s = session_to(remote, locals.peer_type());
                         forward.entry(s.name.clone()).or_insert(s);
                     }
                 }
                 // Each selected node peers back with every local node of this BGPPeer.
                 if sel.matches(&me.node.labels) {
-                    for local in view.locals_of(locals).filter(|n| n.name != me.node.name) {
+                    for local in view.locals_of(peer).filter(|n| n.name != me.node.name) {
                         let s = session_to(local, PeerType::NodeSpecific);
                         reverse.entry(s.name.clone()).or_insert(s);
                     }

@@ -182,13 +182,21 @@ pub trait BgpView {
     fn nodes(&self) -> impl Iterator<Item = &BgpNode>;
     /// The BGP nodes with this address (normally one).
     fn nodes_at(&self, ip: Ipv4Addr) -> impl Iterator<Item = &BgpNode>;
-    /// The nodes a peer's `peerSelector` selects. Implementations may cache this.
-    fn selected_by<'a>(&'a self, sel: &'a Selector) -> impl Iterator<Item = &'a BgpNode> {
-        self.nodes().filter(move |n| sel.matches(&n.labels))
+    /// The nodes a peer's `peerSelector` selects (none for a peerIP peer). Implementations may
+    /// cache this per peer.
+    fn selected_by<'a>(&'a self, peer: &'a ParsedPeer) -> impl Iterator<Item = &'a BgpNode> {
+        let sel = match &peer.usable {
+            Some((_, Remote::Selected(sel))) => Some(sel),
+            _ => None,
+        };
+        self.nodes()
+            .filter(move |n| sel.is_some_and(|s| s.matches(&n.labels)))
     }
-    /// The local nodes of a peer. Implementations may cache this.
-    fn locals_of<'a>(&'a self, locals: &'a LocalNodes) -> impl Iterator<Item = &'a BgpNode> {
-        self.nodes().filter(move |n| locals.includes(n))
+    /// The local nodes of a peer. Implementations may cache this per peer.
+    fn locals_of<'a>(&'a self, peer: &'a ParsedPeer) -> impl Iterator<Item = &'a BgpNode> {
+        let locals = peer.usable.as_ref().map(|(l, _)| l);
+        self.nodes()
+            .filter(move |n| locals.is_some_and(|l| l.includes(n)))
     }
 
     /// The listen port of a node: `node.<name>`, else `default`, else 179.
