@@ -11,6 +11,8 @@ pub mod manifest;
 pub mod naming;
 pub mod routes;
 pub mod selector;
+#[cfg(test)]
+mod testutil;
 pub mod validation;
 pub mod values;
 pub mod wireguard;

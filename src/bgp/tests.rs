@@ -5,25 +5,7 @@ use crate::api::bgp::{BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSp
 use crate::api::node::{Node, NodeBGPSpec, NodeSpec};
 use crate::api::nodestate::{BGPPeerStatusEntry, NodeBGPState};
 
-fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
-    let mut n = Node::new(
-        name,
-        NodeSpec {
-            bgp: Some(NodeBGPSpec {
-                ipv4_address: Some(format!("{ip}/20")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    n.metadata.labels = Some(
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    n
-}
+use crate::testutil::calico_node as node;
 
 fn with_bgp(mut n: Node, f: impl FnOnce(&mut NodeBGPSpec)) -> Node {
     f(n.spec.bgp.as_mut().expect("bgp"));

@@ -6,28 +6,9 @@ use super::*;
 use crate::api::bgp::{BGPConfiguration, BGPPeerSpec};
 use crate::api::ipam::{AffinityState, BlockAffinitySpec};
 use crate::api::ippool::IPPoolSpec;
-use crate::api::node::{NodeBGPSpec, NodeSpec};
 use crate::bgp::{BgpInputs, node_bgp_state};
 
-fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
-    let mut n = Node::new(
-        name,
-        NodeSpec {
-            bgp: Some(NodeBGPSpec {
-                ipv4_address: Some(format!("{ip}/20")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    n.metadata.labels = Some(
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    n
-}
+use crate::testutil::calico_node as node;
 
 fn pool(name: &str, cidr: &str, nat: bool) -> IPPool {
     IPPool::new(
@@ -195,7 +176,11 @@ fn a_node_selector_peer_affects_only_the_nodes_it_selects() {
     let Affected::Nodes(gone) = ix.delete_peer("tor") else {
         panic!()
     };
-    assert_eq!(gone.len(), 45, "deleting it reaches the rack b nodes it peers from");
+    assert_eq!(
+        gone.len(),
+        45,
+        "deleting it reaches the rack b nodes it peers from"
+    );
     assert_eq!(ix.delete_peer("tor"), Affected::none());
 }
 
