@@ -840,3 +840,59 @@ fn strings_bird_cannot_quote_are_refused_not_mangled() {
         "the error never shows the secret"
     );
 }
+
+#[test]
+fn kernel_filter_follows_calicos_pool_rules() {
+    use crate::api::ippool::EncapMode;
+    let mut input = seed_bird_input("node1");
+    input.pools = vec![
+        ExportPool {
+            cidr: "198.19.16.0/21".parse().unwrap(),
+            ipip_mode: EncapMode::Always,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.24.0/21".parse().unwrap(),
+            ipip_mode: EncapMode::CrossSubnet,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.40.0/21".parse().unwrap(),
+            vxlan_mode: EncapMode::CrossSubnet,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.48.0/21".parse().unwrap(),
+            ..Default::default()
+        },
+    ];
+    let c = render(&input);
+    let filter: Vec<&str> = c
+        .split("filter calico_kernel_programming {")
+        .nth(1)
+        .unwrap()
+        .split("\n}")
+        .next()
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        filter,
+        [
+            "if ( net ~ 198.19.16.0/21 && source = RTS_BGP ) then { ifname = \"tunl0\"; onlink = true; accept; } # IPIP",
+            // CrossSubnet: through tunl0 only when the next hop is off node1's 198.19.0.0/20.
+            "if ( net ~ 198.19.24.0/21 && source = RTS_BGP ) then { if !( defined(bgp_next_hop) && bgp_next_hop ~ 198.19.0.0/20 ) then { ifname = \"tunl0\"; onlink = true; } accept; } # IPIP CrossSubnet",
+            "if ( net ~ 198.19.40.0/21 ) then { reject; } # VXLAN: the agent programs these routes",
+            "if source = RTS_BGP then accept;",
+            "if source = RTS_STATIC then accept;",
+            "reject;",
+        ],
+        "{c}"
+    );
+    assert!(
+        c.contains("  metric 0; #"),
+        "kernel routes without metric 32"
+    );
+}
