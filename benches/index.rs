@@ -36,19 +36,26 @@ fn node(i: usize) -> Node {
             ..Default::default()
         },
     );
-    n.metadata.labels = Some(
-        [
-            ("rack".to_string(), format!("r{}", i % RACKS)),
-            ("zone".to_string(), format!("z{}", i % 3)),
-        ]
-        .into(),
-    );
+    let mut labels: std::collections::BTreeMap<String, String> = [
+        ("rack".to_string(), format!("r{}", i % RACKS)),
+        ("zone".to_string(), format!("z{}", i % 3)),
+    ]
+    .into();
+    if i < REFLECTORS {
+        labels.insert("route-reflector".into(), "true".into());
+        n.spec.bgp.as_mut().expect("bgp").route_reflector_cluster_id = Some("244.0.0.1".into());
+    }
+    n.metadata.labels = Some(labels);
     n
 }
 
-/// 50 pools, `nodes` nodes with one block each, and 200 peers: 10 global routers, 180 rack
-/// top-of-rack peers (a nodeSelector matching 5% each), 10 peerSelector peerings with the first
-/// rack's nodes (route-reflector style, each node peering with 5% of the cluster).
+/// Nodes 0..REFLECTORS are route reflectors.
+const REFLECTORS: usize = 3;
+
+/// 50 pools, `nodes` nodes with one block each (three of them route reflectors), and 200 peers:
+/// 10 global routers, 180 rack top-of-rack peers (a nodeSelector matching 5% each), 10
+/// peerSelector peerings of a zone's nodes with the reflectors (each reflector then has a reverse
+/// session to every node, as in Calico).
 fn cluster(nodes: usize) -> ClusterIndex {
     let mut ix = ClusterIndex::new();
     for p in 0..POOLS {
@@ -81,27 +88,32 @@ fn cluster(nodes: usize) -> ClusterIndex {
         ));
     }
     for p in 0..PEERS {
-        let spec = match p {
-            0..10 => BGPPeerSpec {
-                peer_ip: Some(format!("192.0.2.{}", p + 1)),
-                as_number: Some(65000),
-                ..Default::default()
-            },
-            10..190 => BGPPeerSpec {
-                node_selector: Some(format!("rack == 'r{}'", p % RACKS)),
-                peer_ip: Some(format!("198.51.{}.{}", p / 200, p % 200 + 1)),
-                as_number: Some(65001 + p as u32),
-                ..Default::default()
-            },
-            _ => BGPPeerSpec {
-                node_selector: Some(format!("zone == 'z{}'", p % 3)),
-                peer_selector: Some("rack == 'r0'".into()),
-                ..Default::default()
-            },
-        };
-        ix.upsert_peer(&BGPPeer::new(&format!("peer-{p}"), spec));
+        ix.upsert_peer(&peer(p));
     }
     ix
+}
+
+/// Peer `p` of the 200: see [`cluster`].
+fn peer(p: usize) -> BGPPeer {
+    let spec = match p {
+        0..10 => BGPPeerSpec {
+            peer_ip: Some(format!("192.0.2.{}", p + 1)),
+            as_number: Some(65000),
+            ..Default::default()
+        },
+        10..190 => BGPPeerSpec {
+            node_selector: Some(format!("rack == 'r{}'", p % RACKS)),
+            peer_ip: Some(format!("198.51.{}.{}", p / 200, p % 200 + 1)),
+            as_number: Some(65001 + p as u32),
+            ..Default::default()
+        },
+        _ => BGPPeerSpec {
+            node_selector: Some(format!("zone == 'z{}'", p % 3)),
+            peer_selector: Some("route-reflector == 'true'".into()),
+            ..Default::default()
+        },
+    };
+    BGPPeer::new(&format!("peer-{p}"), spec)
 }
 
 fn compose_all(ix: &ClusterIndex) -> usize {
@@ -144,6 +156,29 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // Baseline in the same run: the per-node expansion over plain object lists (what the operator
+    // would do without the index), BGP only, at 1,000 nodes.
+    {
+        let n = 1_000;
+        let nodes: Vec<Node> = (0..n).map(node).collect();
+        let peers: Vec<BGPPeer> = (0..PEERS).map(peer).collect();
+        let inputs = ocelot::bgp::BgpInputs {
+            configs: &[],
+            peers: &peers,
+            nodes: &nodes,
+        };
+        let mut g = c.benchmark_group("baseline: expand BGP for all nodes from object lists");
+        g.sample_size(10);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                (0..n)
+                    .filter_map(|i| ocelot::bgp::node_bgp_state(&format!("node-{i}"), &inputs))
+                    .count()
+            })
+        });
+        g.finish();
+    }
 
     // One BGPPeer edit whose nodeSelector matches 10% of 5,000 nodes (racks r0 and r1).
     let mut ix = cluster(5_000);
