@@ -1,0 +1,161 @@
+//! The start of Calico's walk over a pool's blocks, bit for bit: libcalico-go's
+//! `randomBlockGenerator` draws it with `big.Int.Rand(rand.New(rand.NewSource(seed)), numBlocks)`,
+//! so the same node gets the same first block as under Calico. That needs Go's original `math/rand`
+//! source (an additive lagged-Fibonacci generator, Mitchell and Reeds) and `math/big`'s sampling.
+use super::gorand_cooked::RNG_COOKED;
+
+const RNG_LEN: usize = 607;
+const RNG_TAP: usize = 273;
+const INT32_MAX: i64 = (1 << 31) - 1;
+
+/// Go's `rngSource` (math/rand, `rand.NewSource`).
+pub(crate) struct GoRand {
+    tap: usize,
+    feed: usize,
+    vec: [i64; RNG_LEN],
+}
+
+/// x[n+1] = 48271 · x[n] mod (2³¹ − 1), Schrage's method as Go computes it.
+fn seedrand(x: i32) -> i32 {
+    const A: i32 = 48271;
+    const Q: i32 = 44488;
+    const R: i32 = 3399;
+    let (hi, lo) = (x / Q, x % Q);
+    let x = A * lo - R * hi;
+    if x < 0 { x + INT32_MAX as i32 } else { x }
+}
+
+impl GoRand {
+    /// `rand.NewSource(seed)`.
+    pub(crate) fn new(seed: i64) -> GoRand {
+        let mut seed = seed % INT32_MAX;
+        if seed < 0 {
+            seed += INT32_MAX;
+        }
+        if seed == 0 {
+            seed = 89_482_311;
+        }
+        let mut x = seed as i32;
+        let mut vec = [0i64; RNG_LEN];
+        for i in -20..RNG_LEN as i32 {
+            x = seedrand(x);
+            if i >= 0 {
+                let mut u = i64::from(x) << 40;
+                x = seedrand(x);
+                u ^= i64::from(x) << 20;
+                x = seedrand(x);
+                u ^= i64::from(x);
+                vec[i as usize] = u ^ RNG_COOKED[i as usize];
+            }
+        }
+        GoRand {
+            tap: 0,
+            feed: RNG_LEN - RNG_TAP,
+            vec,
+        }
+    }
+
+    /// `rngSource.Uint64`.
+    pub(crate) fn uint64(&mut self) -> u64 {
+        self.tap = self.tap.checked_sub(1).unwrap_or(RNG_LEN - 1);
+        self.feed = self.feed.checked_sub(1).unwrap_or(RNG_LEN - 1);
+        let x = self.vec[self.feed].wrapping_add(self.vec[self.tap]);
+        self.vec[self.feed] = x;
+        x as u64
+    }
+
+    /// `Rand.Int63`.
+    pub(crate) fn int63(&mut self) -> i64 {
+        (self.uint64() & (u64::MAX >> 1)) as i64
+    }
+
+    /// `Rand.Uint32`: the top 32 of the 63 bits.
+    pub(crate) fn uint32(&mut self) -> u32 {
+        (self.int63() >> 31) as u32
+    }
+
+    /// `new(big.Int).Rand(r, limit)` on a 64-bit machine: uniform in [0, limit), 0 when limit is 0.
+    /// Go fills whole 64-bit words (low 32 bits drawn first), masks the top word to the bit length
+    /// of `limit` and draws again until the value is below `limit`.
+    pub(crate) fn big_rand(&mut self, limit: u128) -> u128 {
+        if limit == 0 {
+            return 0;
+        }
+        let bits = 128 - limit.leading_zeros();
+        let words = bits.div_ceil(64);
+        let top_bits = match bits % 64 {
+            0 => 64,
+            b => b,
+        };
+        let top_mask = if top_bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << top_bits) - 1
+        };
+        loop {
+            let mut v: u128 = 0;
+            for i in 0..words {
+                let lo = u64::from(self.uint32());
+                let hi = u64::from(self.uint32());
+                let mut w = lo | hi << 32;
+                if i == words - 1 {
+                    w &= top_mask;
+                }
+                v |= u128::from(w) << (64 * i);
+            }
+            if v < limit {
+                return v;
+            }
+        }
+    }
+}
+
+/// The index of the first block Calico tries for `host` in a pool of `num_blocks` blocks: the
+/// generator is seeded with FNV-1 32 of the host name (`fnv.New32`, not New32a).
+pub fn block_walk_start(host: &str, num_blocks: u128) -> u128 {
+    GoRand::new(i64::from(super::fnv32(host))).big_rand(num_blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_matches_go() {
+        // rand.New(rand.NewSource(seed)).Uint64(), printed by Go 1.26; seed 0 is Go's 89482311.
+        for (seed, want) in [
+            (
+                1,
+                [
+                    5577006791947779410,
+                    8674665223082153551,
+                    15352856648520921629,
+                ],
+            ),
+            (0, [8717895732742165505, 2259404117704393152, 0]),
+            (-5, [1811683815564572222, 4427849682616757295, 0]),
+        ] {
+            let mut r = GoRand::new(seed);
+            let got = [r.uint64(), r.uint64(), r.uint64()];
+            let n = if want[2] == 0 { 2 } else { 3 };
+            assert_eq!(got[..n], want[..n], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn block_walk_start_matches_go() {
+        let data = include_str!("testdata/go_block_start.txt");
+        let mut checked = 0;
+        for line in data.lines().filter(|l| !l.starts_with('#')) {
+            let f: Vec<&str> = line.split('|').collect();
+            let n: u128 = match f[1].strip_prefix('n') {
+                Some(v) => v.parse().unwrap(),
+                None => 1u128 << f[1].parse::<u32>().unwrap(),
+            };
+            let want: u128 = f[2].parse().unwrap();
+            assert_eq!(block_walk_start(f[0], n), want, "host {:?} n {n}", f[0]);
+            checked += 1;
+        }
+        assert_eq!(checked, 133);
+    }
+}
