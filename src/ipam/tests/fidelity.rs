@@ -299,3 +299,83 @@ fn borrowed_addresses_are_listed_per_node() {
         BTreeMap::from([("node1".to_string(), vec![ip("198.19.21.70")])])
     );
 }
+
+#[test]
+fn check_counts_what_calicoctl_counts() {
+    let mut ipam = seed();
+    let mut off = pool("198.19.40.0/24", None, "all()");
+    off.disabled = true;
+    ipam.upsert_pool("off", &off).unwrap();
+    ipam.claim_block("node1", "default-ipv4-ippool", t(0))
+        .unwrap();
+    let fp = FamilyPools {
+        pools: vec!["default-ipv4-ippool".into()],
+        source: PoolSource::NodeSelector,
+    };
+    let live = ipam
+        .auto_assign(
+            &AssignRequest::pod("live", "ns", "live", "node1", t(0)),
+            Family::V4,
+            &fp,
+        )
+        .unwrap();
+    ipam.auto_assign(&AssignRequest::wireguard("node1", t(0)), Family::V4, &fp)
+        .unwrap();
+    // A record of an unknown kind (no pod attributes, no tunnel type), e.g. another tool's.
+    let cidr = ipam.node_blocks("node1")[0];
+    let mut b = ipam.block(&cidr).unwrap().clone();
+    b.assign_ordinal(
+        10,
+        Attr::new(Some("other-tool.x"), [("node".into(), "node1".into())]),
+        9,
+    );
+    let mut spec = b.to_spec();
+    spec.sequence_number = Some(i64::MAX / 2);
+    ipam.observe_block(&spec).unwrap();
+    let pods = vec![LivePod {
+        namespace: "ns".into(),
+        name: "live".into(),
+        node: "node1".into(),
+        container_id: Some("live".into()),
+        // Its own address, one in a disabled pool, one outside every pool, one unallocated.
+        ips: vec![
+            live.address,
+            ip("198.19.40.7"),
+            ip("10.1.2.3"),
+            ip("198.19.17.9"),
+        ],
+    }];
+    let nodes: HashSet<String> = ["node1".to_string()].into();
+    // GC leaves the unknown record alone (kube-controllers does) ...
+    let d = ipam.gc(
+        &GcInput {
+            grace: Duration::ZERO,
+            ..GcInput::new(&pods, &nodes, t(10))
+        },
+        &GcState::default(),
+    );
+    assert!(d.release.is_empty(), "{:?}", d.release);
+    // ... but ipam check counts it, as calicoctl does.
+    let handles = vec![
+        "k8s-pod-network.live".to_string(),
+        "k8s-pod-network.gone".to_string(),
+    ];
+    let r = ipam.check(&pods, &nodes, &handles);
+    assert_eq!(r.leaked.len(), 1);
+    assert_eq!(r.leaked[0].handle.as_deref(), Some("other-tool.x"));
+    assert_eq!(r.leaked[0].address, b.address(10));
+    // Outside enabled pools: the disabled pool's address and the foreign one.
+    assert_eq!(
+        r.in_use_outside_pools,
+        vec![ip("10.1.2.3"), ip("198.19.40.7")]
+    );
+    assert_eq!(r.in_use_unallocated, vec![ip("198.19.17.9")]);
+    assert_eq!(r.handles_without_addresses, vec!["k8s-pod-network.gone"]);
+    assert_eq!(r.handles_with_addresses, 1);
+    assert_eq!(r.problems(), 5);
+    assert_eq!(r.extra_findings(), 0);
+    assert!(
+        r.render()
+            .contains("Found 1 handles with no matching IPs (and 1 handles with matches).")
+    );
+}
