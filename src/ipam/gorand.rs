@@ -111,7 +111,9 @@ impl GoRand {
 }
 
 /// The index of the first block Calico tries for `host` in a pool of `num_blocks` blocks: the
-/// generator is seeded with FNV-1 32 of the host name (`fnv.New32`, not New32a).
+/// generator is seeded with FNV-1 32 of the host name (`fnv.New32`, not New32a). One deviation:
+/// for /32 (/128) blocks Calico seeds with the current time (determineSeed), which no pure function
+/// can reproduce; the host hash is used there too, so the choice stays deterministic.
 pub fn block_walk_start(host: &str, num_blocks: u128) -> u128 {
     GoRand::new(i64::from(super::fnv32(host))).big_rand(num_blocks)
 }
