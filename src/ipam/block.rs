@@ -25,8 +25,8 @@ pub const ATTR_TIMESTAMP: &str = "timestamp";
 pub const ATTR_TYPE: &str = "type";
 
 /// The part of an allocation record that many records repeat: every secondary attribute except
-/// `pod` and a `timestamp` in our own form (node, namespace, type, anything else). Interned by the
-/// engine, so a node's pods in one namespace share one of these.
+/// `pod` and a `timestamp` in a form we print back exactly (node, namespace, type, anything
+/// else). Interned by the engine, so a node's pods in one namespace share one of these.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Shared {
     /// Sorted by key, keys unique.

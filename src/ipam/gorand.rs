@@ -9,11 +9,46 @@ const RNG_TAP: usize = 273;
 const INT32_MAX: i64 = (1 << 31) - 1;
 
 /// Go's `rngSource` (math/rand, `rand.NewSource`).
+///
+/// Seeding fills 607 words from ~1,800 steps of a Lehmer generator, yet a block walk start needs a
+/// handful of draws. Draw k (k ≤ 273) of a fresh source reads only the untouched seeded words 334 − k
+/// and 607 − k, and the seeded word i is a function of `seed · 48271^(21 + 3i) mod (2³¹ − 1)`; so the
+/// first 273 draws compute just the words they read (powers from a table built at compile time).
+/// A longer run switches to the full state, replaying its draws.
 pub(crate) struct GoRand {
+    seed: u64,
+    draws: usize,
+    full: Option<Box<FullState>>,
+}
+
+struct FullState {
     tap: usize,
     feed: usize,
     vec: [i64; RNG_LEN],
 }
+
+const LEHMER_A: u64 = 48271;
+const LEHMER_M: u64 = (1 << 31) - 1;
+
+/// `LEHMER_A^(21 + 3i) mod LEHMER_M`: the multiplier from the seed to the first of the three
+/// generator values that make seeded word i (Go runs 20 steps, then three per word).
+const POW: [u64; RNG_LEN] = {
+    let mut t = [0u64; RNG_LEN];
+    let mut p = 1u64;
+    let mut n = 0;
+    while n < 21 {
+        p = p * LEHMER_A % LEHMER_M;
+        n += 1;
+    }
+    let a3 = LEHMER_A * LEHMER_A % LEHMER_M * LEHMER_A % LEHMER_M;
+    let mut i = 0;
+    while i < RNG_LEN {
+        t[i] = p;
+        p = p * a3 % LEHMER_M;
+        i += 1;
+    }
+    t
+};
 
 /// x[n+1] = 48271 · x[n] mod (2³¹ − 1), Schrage's method as Go computes it.
 fn seedrand(x: i32) -> i32 {
@@ -35,7 +70,24 @@ impl GoRand {
         if seed == 0 {
             seed = 89_482_311;
         }
-        let mut x = seed as i32;
+        GoRand {
+            seed: seed as u64,
+            draws: 0,
+            full: None,
+        }
+    }
+
+    /// Seeded word i (`rngSource.Seed`'s `rng.vec[i]`).
+    fn seeded(&self, i: usize) -> i64 {
+        let a = self.seed * POW[i] % LEHMER_M;
+        let b = a * LEHMER_A % LEHMER_M;
+        let c = b * LEHMER_A % LEHMER_M;
+        ((a << 40) ^ (b << 20) ^ c) as i64 ^ RNG_COOKED[i]
+    }
+
+    /// The whole seeded state, as `rngSource.Seed` builds it (Go's loop, step by step).
+    fn full_state(&self) -> FullState {
+        let mut x = self.seed as i32;
         let mut vec = [0i64; RNG_LEN];
         for i in -20..RNG_LEN as i32 {
             x = seedrand(x);
@@ -48,7 +100,7 @@ impl GoRand {
                 vec[i as usize] = u ^ RNG_COOKED[i as usize];
             }
         }
-        GoRand {
+        FullState {
             tap: 0,
             feed: RNG_LEN - RNG_TAP,
             vec,
@@ -57,11 +109,21 @@ impl GoRand {
 
     /// `rngSource.Uint64`.
     pub(crate) fn uint64(&mut self) -> u64 {
-        self.tap = self.tap.checked_sub(1).unwrap_or(RNG_LEN - 1);
-        self.feed = self.feed.checked_sub(1).unwrap_or(RNG_LEN - 1);
-        let x = self.vec[self.feed].wrapping_add(self.vec[self.tap]);
-        self.vec[self.feed] = x;
-        x as u64
+        if self.full.is_none() && self.draws < RNG_TAP {
+            self.draws += 1;
+            let k = self.draws;
+            let feed = self.seeded(RNG_LEN - RNG_TAP - k);
+            let tap = self.seeded(RNG_LEN - k);
+            return feed.wrapping_add(tap) as u64;
+        }
+        if self.full.is_none() {
+            let mut st = self.full_state();
+            for _ in 0..self.draws {
+                st.next();
+            }
+            self.full = Some(Box::new(st));
+        }
+        self.full.as_mut().expect("set above").next()
     }
 
     /// `Rand.Int63`.
@@ -110,6 +172,17 @@ impl GoRand {
     }
 }
 
+impl FullState {
+    /// `rngSource.Uint64` on the full state.
+    fn next(&mut self) -> u64 {
+        self.tap = self.tap.checked_sub(1).unwrap_or(RNG_LEN - 1);
+        self.feed = self.feed.checked_sub(1).unwrap_or(RNG_LEN - 1);
+        let x = self.vec[self.feed].wrapping_add(self.vec[self.tap]);
+        self.vec[self.feed] = x;
+        x as u64
+    }
+}
+
 /// The index of the first block Calico tries for `host` in a pool of `num_blocks` blocks: the
 /// generator is seeded with FNV-1 32 of the host name (`fnv.New32`, not New32a). One deviation:
 /// for /32 (/128) blocks Calico seeds with the current time (determineSeed), which no pure function
@@ -141,6 +214,20 @@ mod tests {
             let got = [r.uint64(), r.uint64(), r.uint64()];
             let n = if want[2] == 0 { 2 } else { 3 };
             assert_eq!(got[..n], want[..n], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn computed_words_match_the_full_state_past_the_switch() {
+        for seed in [1, 0, -5, 0x811c_9dc5, i64::from(u32::MAX)] {
+            let mut lazy = GoRand::new(seed);
+            let mut full = lazy.full_state();
+            for i in 0..RNG_LEN {
+                assert_eq!(lazy.seeded(i), full.vec[i], "seed {seed} word {i}");
+            }
+            for n in 0..1000 {
+                assert_eq!(lazy.uint64(), full.next(), "seed {seed} draw {n}");
+            }
         }
     }
 
