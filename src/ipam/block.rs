@@ -9,7 +9,8 @@ use std::sync::Arc;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::IpNet;
 
-use super::{Family, IpamError, addr_to_u128, parse_rfc3339_secs, rfc3339_secs, u128_to_addr};
+use super::stamp::{self, StampForm};
+use super::{Family, IpamError, addr_to_u128, u128_to_addr};
 use crate::api::ipam::{AllocationAttribute, IPAMBlockSpec};
 
 /// Secondary attribute keys Calico writes (libcalico-go ipam `Attribute*`).
@@ -24,14 +25,14 @@ pub const ATTR_TIMESTAMP: &str = "timestamp";
 pub const ATTR_TYPE: &str = "type";
 
 /// The part of an allocation record that many records repeat: every secondary attribute except
-/// `pod` and a `timestamp` in our own form (node, namespace, type, anything else). Interned by the
-/// engine, so a node's pods in one namespace share one of these.
+/// `pod` and a `timestamp` in a form we print back exactly (node, namespace, type, anything
+/// else). Interned by the engine, so a node's pods in one namespace share one of these.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Shared {
     /// Sorted by key, keys unique.
     pairs: Box<[(Arc<str>, Arc<str>)]>,
-    /// The record's `timestamp` is [`Attr::stamp`] printed as RFC 3339.
-    stamped: bool,
+    /// The record's `timestamp` is [`Attr::stamp`] printed in this form.
+    stamped: Option<StampForm>,
 }
 
 /// An allocation record, compacted (48 bytes plus the handle and pod name): the handle here is the
@@ -43,7 +44,7 @@ pub struct Attr {
     pub handle: Option<Box<str>>,
     shared: Arc<Shared>,
     pod: Option<Box<str>>,
-    /// Seconds since the epoch when `shared.stamped`, else 0 (so equal records compare equal).
+    /// Nanoseconds since the epoch when `shared.stamped`, else 0 (so equal records compare equal).
     stamp: u64,
 }
 
@@ -78,8 +79,8 @@ impl Attr {
             }
             match k {
                 ATTR_POD => pod = Some(v),
-                ATTR_TIMESTAMP => match parse_rfc3339_secs(v) {
-                    Some(secs) => stamp = Some(secs),
+                ATTR_TIMESTAMP => match stamp::parse(v) {
+                    Some(st) => stamp = Some(st),
                     // Someone else's format: kept verbatim.
                     None => rest.push((k, v)),
                 },
@@ -91,20 +92,21 @@ impl Attr {
     }
 
     /// Build from parts already split: `pairs` sorted by key, unique, without `pod`, and without
-    /// `timestamp` when `stamp` (seconds since the epoch) is given. The assignment hot path.
+    /// `timestamp` when `stamp` (nanoseconds since the epoch, and the text form) is given. The
+    /// assignment hot path.
     pub(crate) fn from_parts(
         handle: Option<Box<str>>,
         pairs: &[(&str, &str)],
         pod: Option<&str>,
-        stamp: Option<u64>,
+        stamp: Option<(u64, StampForm)>,
         interner: &mut Interner,
     ) -> Attr {
         debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
         Attr {
             handle,
-            shared: interner.shared(pairs, stamp.is_some()),
+            shared: interner.shared(pairs, stamp.map(|s| s.1)),
             pod: pod.map(Box::from),
-            stamp: stamp.unwrap_or(0),
+            stamp: stamp.map_or(0, |s| s.0),
         }
     }
 
@@ -112,12 +114,16 @@ impl Attr {
     pub fn get(&self, key: &str) -> Option<Cow<'_, str>> {
         match key {
             ATTR_POD => self.pod.as_deref().map(Cow::Borrowed),
-            ATTR_TIMESTAMP if self.shared.stamped => Some(Cow::Owned(rfc3339_secs(self.stamp))),
+            ATTR_TIMESTAMP if self.shared.stamped.is_some() => self.stamp_text().map(Cow::Owned),
             _ => self.text(key).map(Cow::Borrowed),
         }
     }
 
-    /// A secondary attribute kept as text: any key but `pod` and a timestamp in RFC 3339 form.
+    fn stamp_text(&self) -> Option<String> {
+        Some(stamp::render(self.stamp, self.shared.stamped?))
+    }
+
+    /// A secondary attribute kept as text: any key but `pod` and a timestamp in a known form.
     fn text(&self, key: &str) -> Option<&str> {
         let p = &self.shared.pairs;
         p.binary_search_by(|(k, _)| (**k).cmp(key))
@@ -153,10 +159,7 @@ impl Attr {
     /// All secondary attributes, unordered.
     pub fn secondary(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
         let pod = self.pod.as_deref().map(|p| (ATTR_POD, Cow::Borrowed(p)));
-        let stamp = self
-            .shared
-            .stamped
-            .then(|| (ATTR_TIMESTAMP, Cow::Owned(rfc3339_secs(self.stamp))));
+        let stamp = self.stamp_text().map(|t| (ATTR_TIMESTAMP, Cow::Owned(t)));
         self.shared
             .pairs
             .iter()
@@ -210,7 +213,7 @@ impl Interner {
     }
 
     /// The shared record part for sorted, key-unique `pairs`.
-    fn shared(&mut self, pairs: &[(&str, &str)], stamped: bool) -> Arc<Shared> {
+    fn shared(&mut self, pairs: &[(&str, &str)], stamped: Option<StampForm>) -> Arc<Shared> {
         let h = hash_pairs(&self.hasher, pairs.iter().copied(), stamped);
         let same = |s: &Arc<Shared>| {
             s.stamped == stamped
@@ -251,7 +254,7 @@ impl Interner {
 fn hash_pairs<'a>(
     hasher: &DefaultHashBuilder,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    stamped: bool,
+    stamped: Option<StampForm>,
 ) -> u64 {
     let mut h = hasher.build_hasher();
     for (k, v) in pairs {
@@ -260,7 +263,11 @@ fn hash_pairs<'a>(
         h.write(v.as_bytes());
         h.write_u8(0xff);
     }
-    h.write_u8(u8::from(stamped));
+    h.write_u8(match stamped {
+        None => 0,
+        Some(StampForm::Go) => 1,
+        Some(StampForm::Rfc3339) => 2,
+    });
     h.finish()
 }
 
@@ -296,21 +303,26 @@ pub fn block_name(cidr: &IpNet) -> String {
     cidr.to_string().replace(['.', ':', '/'], "-")
 }
 
-/// Object name of the BlockAffinity of a node's block: `<node>-<block name>`; names longer than 253
-/// characters are cut and get 11 hex digits of a hash appended, as Calico does (there with sha256; here
-/// with FNV-1a 64, which is enough to keep names distinct and needs no crypto dependency).
+/// Object name of the BlockAffinity of a node's block: `<node>-<block name>`. A name of 253 or more
+/// characters is built as Calico's blockAffinityClient builds it: the node name cut so the whole is
+/// 252 characters, then `-<block name>-` and the first 11 hex digits of SHA-256(`<node>+<block name>`).
 pub fn affinity_name(node: &str, cidr: &IpNet) -> String {
-    let name = format!("{node}-{}", block_name(cidr));
+    use sha2::{Digest, Sha256};
+    let cidr_name = block_name(cidr);
+    let name = format!("{node}-{cidr_name}");
     if name.len() < 253 {
         return name;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+    // Go slices bytes; node names are DNS names (ASCII), so a char boundary is only a safeguard.
+    let mut keep = 252usize
+        .saturating_sub(cidr_name.len() + 13)
+        .min(node.len());
+    while !node.is_char_boundary(keep) {
+        keep -= 1;
     }
-    let hex = format!("{h:016x}");
-    format!("{}{}", &name[..241], &hex[..11])
+    let digest = Sha256::digest(format!("{node}+{cidr_name}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{cidr_name}-{}", &node[..keep], &hex[..11])
 }
 
 /// `host:<node>` affinity string.
