@@ -4,6 +4,7 @@
 //! decisions and the exact block writes to make. The same engine serves the operator (claims blocks,
 //! decides GC) and the agent (assigns addresses from its node's blocks, commits them in groups).
 //! Behaviour follows Calico's libcalico-go IPAM (reference/calico-semantics.md §6).
+mod attr;
 pub mod block;
 pub mod engine;
 pub mod error;

@@ -379,3 +379,36 @@ fn check_counts_what_calicoctl_counts() {
             .contains("Found 1 handles with no matching IPs (and 1 handles with matches).")
     );
 }
+
+#[test]
+fn lab_fixture_pools_give_the_seed_blocks_and_nginx_address() {
+    // What scripts/lab.sh (ocelot-lab's seed_ipam) computes, from the same fixture files.
+    let mut ipam = Ipam::new(IpamConfig::default());
+    for f in ["ippool-default.yaml", "ippool-external.yaml"] {
+        let path = format!("{}/tests/fixtures/valid/{f}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc = crate::manifest::parse_documents(&text).unwrap().remove(0);
+        let p: crate::api::IPPool = serde_json::from_value(doc).unwrap();
+        ipam.upsert_pool(p.metadata.name.as_deref().unwrap(), &p.spec)
+            .unwrap();
+    }
+    for (node, want) in [
+        ("control", "198.19.21.0/26"),
+        ("node1", "198.19.22.128/26"),
+        ("node2", "198.19.21.64/26"),
+    ] {
+        let pools = ipam.pools_for_node(&node_labels(node));
+        assert_eq!(pools, vec!["default-ipv4-ippool"]);
+        assert_eq!(
+            ipam.claim_block(node, &pools[0], t(0)).unwrap().cidr,
+            net(want)
+        );
+    }
+    let ns = map(&[(ANNOTATION_IPV4_POOLS, r#"["external-pool"]"#)]);
+    let sel = select(&ipam, &empty(), &ns, &node_labels("node1")).unwrap();
+    let req = AssignRequest::pod("0123456789ab", "external-ns", "nginx", "node1", t(1));
+    assert!(ipam.auto_assign(&req, Family::V4, &sel.v4).is_err());
+    ipam.claim_block("node1", "external-pool", t(1)).unwrap();
+    let a = ipam.auto_assign(&req, Family::V4, &sel.v4).unwrap();
+    assert_eq!(a.address, ip("198.19.28.208"));
+}
