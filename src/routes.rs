@@ -93,6 +93,14 @@ impl Default for Ownership {
 }
 
 impl Ownership {
+    /// From a node's desired dataplane settings (its NodeNetworkState `spec.dataplane`).
+    pub fn for_dataplane(d: &crate::api::nodestate::DataplaneSettings) -> Ownership {
+        Ownership::new(
+            d.device_route_protocol.unwrap_or(RTPROT_BOOT),
+            d.interface_prefix.as_deref().unwrap_or("cali"),
+        )
+    }
+
     /// From FelixConfiguration values: `deviceRouteProtocol` and the `interfacePrefix` list.
     pub fn new(device_protocol: u8, interface_prefix: &str) -> Ownership {
         let prefixes: Vec<String> = interface_prefix
@@ -366,6 +374,8 @@ mod tests {
             vec![pod.clone(), tap],
             "stale pod routes go, the admin's stays"
         );
+        let d = crate::desired::dataplane_settings(&Default::default());
+        assert_eq!(Ownership::for_dataplane(&d), Ownership::default());
         // A configured deviceRouteProtocol: the pod route is rewritten, and the old boot one is
         // no longer ours.
         let own80 = Ownership::new(80, "cali");

@@ -344,6 +344,10 @@ pub struct DataplaneSettings {
     /// Prefix of host-side pod interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface_prefix: Option<String>,
+    /// Route protocol of the host routes to pods (FelixConfiguration `deviceRouteProtocol`,
+    /// default 3, `boot`, which `ip route` does not print).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_route_protocol: Option<u8>,
 }
 
 /// What the node's agent reports. Written only by that node's agent.

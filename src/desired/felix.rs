@@ -34,6 +34,8 @@ pub struct DataplaneDefaults {
     pub wireguard_routing_rule_priority: i32,
     /// `interfacePrefix`.
     pub interface_prefix: &'static str,
+    /// `deviceRouteProtocol`.
+    pub device_route_protocol: u8,
 }
 
 /// The values Calico uses when a field is unset everywhere.
@@ -42,6 +44,7 @@ pub const DEFAULTS: DataplaneDefaults = DataplaneDefaults {
     wireguard_interface_name: "wireguard.cali",
     wireguard_routing_rule_priority: 99,
     interface_prefix: "cali",
+    device_route_protocol: crate::routes::RTPROT_BOOT,
 };
 
 /// The kernel's own routing tables (local 255, main 254, default 253): never handed out, even when
@@ -106,6 +109,13 @@ pub fn dataplane_settings(merged: &FelixConfigurationSpec) -> DataplaneSettings 
                 .clone()
                 .unwrap_or_else(|| d.interface_prefix.into()),
         ),
+        // Out-of-range values (the CRD allows any int) fall back to Felix's default.
+        device_route_protocol: Some(
+            merged
+                .device_route_protocol
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(d.device_route_protocol),
+        ),
     }
 }
 
@@ -154,6 +164,7 @@ mod tests {
         assert_eq!(on.wireguard_routing_rule_priority, Some(99));
         assert_eq!(on.wireguard_routing_table, Some(1));
         assert_eq!(on.interface_prefix.as_deref(), Some("cali"));
+        assert_eq!(on.device_route_protocol, Some(3), "Felix's default: boot");
     }
 
     #[test]
