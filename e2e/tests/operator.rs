@@ -121,7 +121,10 @@ impl Operator {
             sleep(Duration::from_millis(100));
         };
         let log = self.log();
-        assert!(status.success(), "operator exit {status} on SIGTERM; log:\n{log}");
+        assert!(
+            status.success(),
+            "operator exit {status} on SIGTERM; log:\n{log}"
+        );
         assert!(log.contains("SIGTERM: shutting down"), "{log}");
         log
     }
@@ -135,7 +138,8 @@ impl Drop for Operator {
 }
 
 fn get_json(kind: &str, name: &str) -> Result<Value, String> {
-    let out = kubectl(["get", kind, name, "-o", "json"]);
+    // managedFields are hidden by default; the snapshot checks who wrote each object.
+    let out = kubectl(["get", kind, name, "-o", "json", "--show-managed-fields"]);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
@@ -154,14 +158,26 @@ fn fixture(name: &str) -> String {
 /// The user objects of the scenario (kind, name).
 fn user_objects() -> Vec<(&'static str, String)> {
     let mut v = vec![
-        ("ippools.projectcalico.org", "default-ipv4-ippool".to_string()),
+        (
+            "ippools.projectcalico.org",
+            "default-ipv4-ippool".to_string(),
+        ),
         ("ippools.projectcalico.org", "external-pool".to_string()),
-        ("bgppeers.projectcalico.org", "bgppeer-global-host1".to_string()),
-        ("felixconfigurations.projectcalico.org", "default".to_string()),
+        (
+            "bgppeers.projectcalico.org",
+            "bgppeer-global-host1".to_string(),
+        ),
+        (
+            "felixconfigurations.projectcalico.org",
+            "default".to_string(),
+        ),
     ];
     for (node, _, block) in NODES {
         v.push(("nodes.projectcalico.org", node.to_string()));
-        v.push(("blockaffinities.projectcalico.org", affinity_name(node, block)));
+        v.push((
+            "blockaffinities.projectcalico.org",
+            affinity_name(node, block),
+        ));
     }
     v
 }
@@ -182,6 +198,8 @@ fn snapshot() -> Vec<Value> {
                 .flatten()
                 .map(|f| &f["manager"])
                 .collect();
+            // Non-empty: proves managedFields were fetched, so the next check means something.
+            assert!(!managers.is_empty(), "{kind}/{name}: no managedFields");
             assert!(
                 !managers.iter().any(|m| *m == "ocelot-operator"),
                 "{kind}/{name} was written by ocelot-operator: managers {managers:?}"
@@ -216,7 +234,9 @@ fn check_state(node: &str, block: &str, wireguard: bool) -> Result<Value, String
         .iter()
         .any(|p| p["peerIP"] == "198.19.15.254" && p["asNumber"] == 64512)
     {
-        return Err(format!("{node}: no peer 198.19.15.254 AS 64512 in {peers:?}"));
+        return Err(format!(
+            "{node}: no peer 198.19.15.254 AS 64512 in {peers:?}"
+        ));
     }
     if s["dataplane"]["wireguardEnabled"] != wireguard {
         return Err(format!(
@@ -287,6 +307,19 @@ fn seed_objects_become_node_network_states() {
             patch.trim(),
         ]),
         "kubectl patch felixconfiguration default",
+    );
+    wait_seed_states(&mut op, true);
+    // Another writer's edit of a spec (here: blocks and hash) is put back.
+    check(
+        kubectl([
+            "patch",
+            "nodenetworkstates.ocelot.dev",
+            "node1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"blocks":[],"hash":"edited"}}"#,
+        ]),
+        "kubectl patch nodenetworkstate node1",
     );
     wait_seed_states(&mut op, true);
     let patched = snapshot();

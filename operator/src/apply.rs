@@ -16,7 +16,7 @@ const CONCURRENCY: usize = 16;
 
 /// One write.
 enum Action {
-    Apply(NodeNetworkStateSpec),
+    Apply(Box<NodeNetworkStateSpec>),
     Delete(String),
 }
 
@@ -50,7 +50,7 @@ pub async fn reconcile(client: &Client, feed: &mut Feed, nodes: BTreeSet<String>
         .filter_map(|node| {
             let stored = feed.written.get(&node);
             match feed.index.node_state(&node) {
-                Some(spec) if stored != Some(&spec.hash) => Some(Action::Apply(spec)),
+                Some(spec) if stored != Some(&spec.hash) => Some(Action::Apply(Box::new(spec))),
                 Some(_) => None,
                 None => stored.is_some().then_some(Action::Delete(node)),
             }

@@ -135,7 +135,7 @@ impl Feed {
             }
             Obj::BlockAffinity(b) => {
                 let a = ix.upsert_affinity(&b);
-                self.affinities.insert(name.to_string(), b);
+                self.affinities.insert(name.to_string(), *b);
                 a
             }
             Obj::NodeNetworkState(s) => {

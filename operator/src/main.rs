@@ -95,7 +95,8 @@ async fn run(client: Client) {
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
-        let retry_at = retry.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let retry_at =
+            retry.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
             _ = &mut stop => break,

@@ -37,16 +37,16 @@ pub const KINDS: [Kind; 7] = [
     Kind::NodeNetworkState,
 ];
 
-/// One watched object.
+/// One watched object (boxed: the kinds differ a lot in size).
 #[derive(Debug)]
 pub enum Obj {
-    IPPool(IPPool),
-    BGPPeer(BGPPeer),
-    BGPConfiguration(BGPConfiguration),
-    FelixConfiguration(FelixConfiguration),
-    Node(Node),
-    BlockAffinity(BlockAffinity),
-    NodeNetworkState(NodeNetworkState),
+    IPPool(Box<IPPool>),
+    BGPPeer(Box<BGPPeer>),
+    BGPConfiguration(Box<BGPConfiguration>),
+    FelixConfiguration(Box<FelixConfiguration>),
+    Node(Box<Node>),
+    BlockAffinity(Box<BlockAffinity>),
+    NodeNetworkState(Box<NodeNetworkState>),
 }
 
 impl Obj {
@@ -92,13 +92,33 @@ pub enum Msg {
 /// Starts one watcher task per kind, all sending to `tx`.
 pub fn spawn_all(client: &Client, tx: &UnboundedSender<Msg>) -> Vec<JoinHandle<()>> {
     vec![
-        spawn(client, Kind::IPPool, Obj::IPPool, tx),
-        spawn(client, Kind::BGPPeer, Obj::BGPPeer, tx),
-        spawn(client, Kind::BGPConfiguration, Obj::BGPConfiguration, tx),
-        spawn(client, Kind::FelixConfiguration, Obj::FelixConfiguration, tx),
-        spawn(client, Kind::Node, Obj::Node, tx),
-        spawn(client, Kind::BlockAffinity, Obj::BlockAffinity, tx),
-        spawn(client, Kind::NodeNetworkState, Obj::NodeNetworkState, tx),
+        spawn(client, Kind::IPPool, |o| Obj::IPPool(Box::new(o)), tx),
+        spawn(client, Kind::BGPPeer, |o| Obj::BGPPeer(Box::new(o)), tx),
+        spawn(
+            client,
+            Kind::BGPConfiguration,
+            |o| Obj::BGPConfiguration(Box::new(o)),
+            tx,
+        ),
+        spawn(
+            client,
+            Kind::FelixConfiguration,
+            |o| Obj::FelixConfiguration(Box::new(o)),
+            tx,
+        ),
+        spawn(client, Kind::Node, |o| Obj::Node(Box::new(o)), tx),
+        spawn(
+            client,
+            Kind::BlockAffinity,
+            |o| Obj::BlockAffinity(Box::new(o)),
+            tx,
+        ),
+        spawn(
+            client,
+            Kind::NodeNetworkState,
+            |o| Obj::NodeNetworkState(Box::new(o)),
+            tx,
+        ),
     ]
 }
 
