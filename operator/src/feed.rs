@@ -191,3 +191,94 @@ impl Feed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ocelot::api::ipam::{AffinityState, BlockAffinitySpec};
+    use ocelot::api::node::NodeBGPSpec;
+    use ocelot::api::{IPPool, IPPoolSpec, Node, NodeSpec};
+
+    use super::*;
+
+    fn node(name: &str) -> Obj {
+        let spec = NodeSpec {
+            bgp: Some(NodeBGPSpec {
+                ipv4_address: Some("198.19.0.2/20".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Obj::Node(Box::new(Node::new(name, spec)))
+    }
+
+    fn pool() -> Obj {
+        let spec = IPPoolSpec {
+            cidr: "198.19.16.0/21".into(),
+            ..Default::default()
+        };
+        Obj::IPPool(Box::new(IPPool::new("default-ipv4-ippool", spec)))
+    }
+
+    fn affinity() -> Obj {
+        let spec = BlockAffinitySpec {
+            cidr: "198.19.22.128/26".into(),
+            node: "node1".into(),
+            state: AffinityState::Confirmed,
+            type_: Some("host".into()),
+            deleted: false,
+        };
+        Obj::BlockAffinity(Box::new(BlockAffinity::new("node1-198-19-22-128-26", spec)))
+    }
+
+    fn list(feed: &mut Feed, kind: Kind, objs: Vec<Obj>) {
+        feed.handle(Msg::Init(kind));
+        for o in objs {
+            feed.handle(Msg::Apply(o));
+        }
+        feed.handle(Msg::InitDone(kind));
+    }
+
+    fn blocks(feed: &Feed, node: &str) -> Vec<String> {
+        let spec = feed.index.node_state(node).expect("node known");
+        spec.blocks.into_iter().map(|b| b.cidr).collect()
+    }
+
+    #[test]
+    fn synced_only_after_every_kind_listed_once() {
+        let mut feed = Feed::default();
+        for kind in &KINDS[..KINDS.len() - 1] {
+            list(&mut feed, *kind, vec![]);
+            assert!(!feed.synced());
+        }
+        list(&mut feed, Kind::NodeNetworkState, vec![]);
+        assert!(feed.synced());
+    }
+
+    #[test]
+    fn affinity_listed_before_its_pool_still_gives_the_block() {
+        let mut feed = Feed::default();
+        list(&mut feed, Kind::BlockAffinity, vec![affinity()]);
+        list(&mut feed, Kind::Node, vec![node("node1")]);
+        assert!(blocks(&feed, "node1").is_empty(), "no pool yet");
+        list(&mut feed, Kind::IPPool, vec![pool()]);
+        assert_eq!(blocks(&feed, "node1"), ["198.19.22.128/26"]);
+    }
+
+    #[test]
+    fn relist_prunes_what_was_deleted_meanwhile_and_marks_it_pending() {
+        let mut feed = Feed::default();
+        list(&mut feed, Kind::IPPool, vec![pool()]);
+        list(&mut feed, Kind::BlockAffinity, vec![affinity()]);
+        list(&mut feed, Kind::Node, vec![node("node1"), node("node2")]);
+        feed.take_pending();
+        // The watch broke; node2 was deleted before the relist.
+        list(&mut feed, Kind::Node, vec![node("node1")]);
+        assert_eq!(feed.index.node_names().collect::<Vec<_>>(), ["node1"]);
+        assert!(feed.take_pending().contains("node2"));
+        // A node deleted and created again gets its block back from the stored affinity.
+        feed.handle(Msg::Delete(node("node1")));
+        assert_eq!(feed.index.node_count(), 0);
+        feed.handle(Msg::Apply(node("node1")));
+        assert_eq!(blocks(&feed, "node1"), ["198.19.22.128/26"]);
+    }
+}
