@@ -1,0 +1,284 @@
+//! Feeds watch events into the core's [`ClusterIndex`] and collects the nodes they affect. No
+//! decisions here: the index decides what a change touches and what each node's state is.
+use std::collections::{BTreeMap, BTreeSet};
+
+use ocelot::api::BlockAffinity;
+use ocelot::index::{Affected, ClusterIndex};
+
+use crate::watch::{KINDS, Kind, Msg, Obj};
+
+/// Nodes waiting to be reconciled.
+#[derive(Debug, Default)]
+pub enum Pending {
+    #[default]
+    Empty,
+    All,
+    Nodes(BTreeSet<String>),
+}
+
+impl Pending {
+    pub fn add(&mut self, a: Affected) {
+        match (std::mem::take(self), a) {
+            (Pending::All, _) | (_, Affected::All) => *self = Pending::All,
+            (Pending::Empty, Affected::Nodes(n)) if n.is_empty() => {}
+            (Pending::Empty, Affected::Nodes(n)) => *self = Pending::Nodes(n),
+            (Pending::Nodes(mut m), Affected::Nodes(n)) => {
+                m.extend(n);
+                *self = Pending::Nodes(m);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Pending::Empty)
+    }
+}
+
+/// The index plus what the operator must remember to feed it correctly.
+pub struct Feed {
+    pub index: ClusterIndex,
+    /// Names currently known per kind, to prune on relist.
+    names: BTreeMap<Kind, BTreeSet<String>>,
+    /// Names seen since a kind's Init, until its InitDone.
+    relisting: BTreeMap<Kind, BTreeSet<String>>,
+    /// Kinds that finished their first list.
+    synced: BTreeSet<Kind>,
+    /// BlockAffinities as last seen: the index drops an affinity whose pool it does not know yet
+    /// and a deleted node's blocks, so they are fed again when pools or the node arrive.
+    affinities: BTreeMap<String, BlockAffinity>,
+    /// Spec hash currently stored in each NodeNetworkState (what the API server holds).
+    pub written: BTreeMap<String, String>,
+    pub pending: Pending,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            index: ClusterIndex::new(),
+            names: BTreeMap::new(),
+            relisting: BTreeMap::new(),
+            synced: BTreeSet::new(),
+            affinities: BTreeMap::new(),
+            written: BTreeMap::new(),
+            pending: Pending::Empty,
+        }
+    }
+}
+
+impl Feed {
+    /// Whether every kind finished its first list (before that, an absent object may just not
+    /// have been listed yet, so nothing is written or deleted).
+    pub fn synced(&self) -> bool {
+        KINDS.iter().all(|k| self.synced.contains(k))
+    }
+
+    pub fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Init(kind) => {
+                self.relisting.insert(kind, BTreeSet::new());
+            }
+            Msg::Apply(obj) => {
+                let Some(name) = obj.name().map(str::to_string) else {
+                    return;
+                };
+                let kind = obj.kind();
+                if let Some(seen) = self.relisting.get_mut(&kind) {
+                    seen.insert(name.clone());
+                }
+                let new = self.names.entry(kind).or_default().insert(name.clone());
+                let affected = self.upsert(obj, &name, new);
+                self.pending.add(affected);
+            }
+            Msg::Delete(obj) => {
+                let Some(name) = obj.name().map(str::to_string) else {
+                    return;
+                };
+                let kind = obj.kind();
+                self.names.entry(kind).or_default().remove(&name);
+                let affected = self.delete(kind, &name);
+                self.pending.add(affected);
+            }
+            Msg::InitDone(kind) => {
+                let seen = self.relisting.remove(&kind).unwrap_or_default();
+                let known = self.names.entry(kind).or_default();
+                let gone: Vec<String> = known.difference(&seen).cloned().collect();
+                *known = seen;
+                for name in gone {
+                    tracing::info!(?kind, %name, "gone after relist");
+                    let affected = self.delete(kind, &name);
+                    self.pending.add(affected);
+                }
+                if self.synced.insert(kind) {
+                    tracing::info!(?kind, objects = self.names[&kind].len(), "listed");
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, obj: Obj, name: &str, new: bool) -> Affected {
+        let ix = &mut self.index;
+        match obj {
+            Obj::IPPool(p) => {
+                let a = ix.upsert_pool(&p);
+                self.refeed_affinities(|_| true);
+                a
+            }
+            Obj::BGPPeer(p) => ix.upsert_peer(&p),
+            Obj::BGPConfiguration(c) => ix.upsert_bgp_config(name, &c.spec),
+            Obj::FelixConfiguration(f) => ix.upsert_felix(name, &f.spec),
+            Obj::Node(n) => {
+                let a = ix.upsert_node(&n);
+                if new {
+                    self.refeed_affinities(|aff| aff.spec.node == name);
+                }
+                a
+            }
+            Obj::BlockAffinity(b) => {
+                let a = ix.upsert_affinity(&b);
+                self.affinities.insert(name.to_string(), *b);
+                a
+            }
+            Obj::NodeNetworkState(s) => {
+                self.written.insert(name.to_string(), s.spec.hash);
+                // Someone else may have edited it: the reconcile compares hashes and rewrites.
+                Affected::Nodes([name.to_string()].into())
+            }
+        }
+    }
+
+    fn delete(&mut self, kind: Kind, name: &str) -> Affected {
+        let ix = &mut self.index;
+        match kind {
+            Kind::IPPool => {
+                let a = ix.delete_pool(name);
+                self.refeed_affinities(|_| true);
+                a
+            }
+            Kind::BGPPeer => ix.delete_peer(name),
+            Kind::BGPConfiguration => ix.delete_bgp_config(name),
+            Kind::FelixConfiguration => ix.delete_felix(name),
+            Kind::Node => ix.delete_node(name),
+            Kind::BlockAffinity => {
+                self.affinities.remove(name);
+                ix.delete_affinity(name)
+            }
+            Kind::NodeNetworkState => {
+                self.written.remove(name);
+                Affected::Nodes([name.to_string()].into())
+            }
+        }
+    }
+
+    fn refeed_affinities(&mut self, which: impl Fn(&BlockAffinity) -> bool) {
+        for aff in self.affinities.values().filter(|a| which(a)) {
+            let a = self.index.upsert_affinity(aff);
+            self.pending.add(a);
+        }
+    }
+
+    /// The nodes to look at now: the pending ones, or every node known to the index or holding a
+    /// NodeNetworkState. Clears the pending set.
+    pub fn take_pending(&mut self) -> BTreeSet<String> {
+        match std::mem::take(&mut self.pending) {
+            Pending::Empty => BTreeSet::new(),
+            Pending::Nodes(n) => n,
+            Pending::All => self
+                .index
+                .node_names()
+                .map(str::to_string)
+                .chain(self.written.keys().cloned())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ocelot::api::ipam::{AffinityState, BlockAffinitySpec};
+    use ocelot::api::node::NodeBGPSpec;
+    use ocelot::api::{IPPool, IPPoolSpec, Node, NodeSpec};
+
+    use super::*;
+
+    fn node(name: &str) -> Obj {
+        let spec = NodeSpec {
+            bgp: Some(NodeBGPSpec {
+                ipv4_address: Some("198.19.0.2/20".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Obj::Node(Box::new(Node::new(name, spec)))
+    }
+
+    fn pool() -> Obj {
+        let spec = IPPoolSpec {
+            cidr: "198.19.16.0/21".into(),
+            ..Default::default()
+        };
+        Obj::IPPool(Box::new(IPPool::new("default-ipv4-ippool", spec)))
+    }
+
+    fn affinity() -> Obj {
+        let spec = BlockAffinitySpec {
+            cidr: "198.19.22.128/26".into(),
+            node: "node1".into(),
+            state: AffinityState::Confirmed,
+            type_: Some("host".into()),
+            deleted: false,
+        };
+        Obj::BlockAffinity(Box::new(BlockAffinity::new("node1-198-19-22-128-26", spec)))
+    }
+
+    fn list(feed: &mut Feed, kind: Kind, objs: Vec<Obj>) {
+        feed.handle(Msg::Init(kind));
+        for o in objs {
+            feed.handle(Msg::Apply(o));
+        }
+        feed.handle(Msg::InitDone(kind));
+    }
+
+    fn blocks(feed: &Feed, node: &str) -> Vec<String> {
+        let spec = feed.index.node_state(node).expect("node known");
+        spec.blocks.into_iter().map(|b| b.cidr).collect()
+    }
+
+    #[test]
+    fn synced_only_after_every_kind_listed_once() {
+        let mut feed = Feed::default();
+        for kind in &KINDS[..KINDS.len() - 1] {
+            list(&mut feed, *kind, vec![]);
+            assert!(!feed.synced());
+        }
+        list(&mut feed, Kind::NodeNetworkState, vec![]);
+        assert!(feed.synced());
+    }
+
+    #[test]
+    fn affinity_listed_before_its_pool_still_gives_the_block() {
+        let mut feed = Feed::default();
+        list(&mut feed, Kind::BlockAffinity, vec![affinity()]);
+        list(&mut feed, Kind::Node, vec![node("node1")]);
+        assert!(blocks(&feed, "node1").is_empty(), "no pool yet");
+        list(&mut feed, Kind::IPPool, vec![pool()]);
+        assert_eq!(blocks(&feed, "node1"), ["198.19.22.128/26"]);
+    }
+
+    #[test]
+    fn relist_prunes_what_was_deleted_meanwhile_and_marks_it_pending() {
+        let mut feed = Feed::default();
+        list(&mut feed, Kind::IPPool, vec![pool()]);
+        list(&mut feed, Kind::BlockAffinity, vec![affinity()]);
+        list(&mut feed, Kind::Node, vec![node("node1"), node("node2")]);
+        feed.take_pending();
+        // The watch broke; node2 was deleted before the relist.
+        list(&mut feed, Kind::Node, vec![node("node1")]);
+        assert_eq!(feed.index.node_names().collect::<Vec<_>>(), ["node1"]);
+        assert!(feed.take_pending().contains("node2"));
+        // A node deleted and created again gets its block back from the stored affinity.
+        feed.handle(Msg::Delete(node("node1")));
+        assert_eq!(feed.index.node_count(), 0);
+        feed.handle(Msg::Apply(node("node1")));
+        assert_eq!(blocks(&feed, "node1"), ["198.19.22.128/26"]);
+    }
+}
