@@ -24,8 +24,11 @@
 //! A [`Lab`] removes its namespaces and their processes on drop (also while unwinding from a
 //! panic), and [`Lab::new`] first removes what crashed runs left (see [`cleanup_stale`]).
 
+pub mod cgroup;
+pub mod mntns;
 mod netns;
 mod run;
+pub mod sysctl;
 mod tools;
 
 use std::net::Ipv4Addr;
@@ -35,12 +38,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
-pub use netns::{EXEC_TIMEOUT, LabProcess, NETNS_DIR, Netns, STOP_GRACE};
+pub use netns::{EXEC_TIMEOUT, LabProcess, Netns, STOP_GRACE};
 pub use run::{
-    RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup, netns_pids,
-    process_start,
+    RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup,
+    kill_netns_processes, netns_pids, process_start, runs_dir,
 };
-pub use tools::{LAB_TOOLS, find_tool, require_root, require_tools, retry};
+pub use tools::{LAB_TOOLS, NETNS_DIR, find_tool, require_root, require_tools, retry};
+use crate::proc::run_bounded;
 
 /// The fabric subnet every node's `ens4` is on.
 pub const FABRIC_NET: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
@@ -51,6 +55,8 @@ pub const FABRIC_PREFIX_LEN: u8 = 20;
 pub const FABRIC_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 15, 253);
 /// Name of every node's fabric interface, as on the seed's machines.
 pub const NODE_IFACE: &str = "ens4";
+/// MTU of every node's `ens4` (and its fabric port), as on the seed's machines.
+pub const NODE_MTU: u32 = 1460;
 /// The seed topology: name and fabric address.
 pub const SEED_NODES: &[(&str, &str)] = &[
     ("control", "198.19.0.1"),
@@ -154,7 +160,7 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Adds a node: a netns with lo up, `ens4` at `ip`/20 on the fabric, a default route via
+    /// Adds a node: a netns with lo up, `ens4` (MTU [`NODE_MTU`]) at `ip`/20 on the fabric, a default route via
     /// [`FABRIC_GATEWAY`], and IPv4 forwarding on.
     pub fn add_node(&mut self, name: &str, ip: &str) -> Result<Node> {
         ensure!(
@@ -204,11 +210,13 @@ impl Lab {
             "netns",
             self.fabric.name(),
         ]))?;
+        let mtu = NODE_MTU.to_string();
         self.fabric
-            .exec_ok(["ip", "link", "set", &port, "master", BRIDGE, "up"])?;
+            .exec_ok(["ip", "link", "set", &port, "mtu", &mtu, "master", BRIDGE, "up"])?;
         let addr = format!("{ip}/{FABRIC_PREFIX_LEN}");
         let gw = FABRIC_GATEWAY.to_string();
         for args in [
+            vec!["ip", "link", "set", NODE_IFACE, "mtu", &mtu],
             vec!["ip", "addr", "add", &addr, "dev", NODE_IFACE],
             vec!["ip", "link", "set", NODE_IFACE, "up"],
             vec![
@@ -303,12 +311,13 @@ impl Lab {
         self.owned.clear();
         // The lab creates no links in the root namespace; this catches any a test added with
         // the run's prefix.
-        let links = netns::run_bounded(ip_cmd().args(["-o", "link", "show"]), EXEC_TIMEOUT);
+        let links = run_bounded(ip_cmd().args(["-o", "link", "show"]), None, EXEC_TIMEOUT);
         if let Ok(out) = links {
             for name in root_links_with_prefix(&String::from_utf8_lossy(&out.stdout), self.prefix())
             {
-                let _ = netns::run_bounded(
+                let _ = run_bounded(
                     ip_cmd().args(["link", "delete", &name]),
+                    None,
                     Duration::from_secs(10),
                 );
             }
@@ -338,12 +347,12 @@ pub fn root_links_with_prefix(ip_o_link: &str, prefix: &str) -> Vec<String> {
 }
 
 fn ip_cmd() -> std::process::Command {
-    netns::ip_command()
+    tools::ip_command()
 }
 
 fn run_ok(cmd: &mut std::process::Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let out = netns::run_bounded(cmd, EXEC_TIMEOUT).with_context(|| format!("running {shown}"))?;
+    let out = run_bounded(cmd, None, EXEC_TIMEOUT).with_context(|| format!("running {shown}"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed: {}\nstdout: {}\nstderr: {}",
