@@ -89,9 +89,9 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         cfg.nodes
     );
     preflight()?;
-    // kubelet changes host-wide sysctls; the last lab (or the stale sweep) puts them back.
-    lab::sysctl::save_host().context("saving host sysctls")?;
     let mut netlab = Lab::new()?;
+    // kubelet changes host-wide sysctls; the last lab (or the stale sweep) puts them back.
+    lab::sysctl::save_host(netlab.run_id()).context("saving host sysctls")?;
     for name in &cfg.nodes {
         netlab.add_node(name, seed_ip(name)?)?;
     }
@@ -105,6 +105,7 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         images: Vec::new(),
         procs: Vec::new(),
         start_time: Duration::ZERO,
+        run: netlab.run_id().clone(),
         lab: None,
     };
     // From here an early return drops `kl`, which removes whatever was made so far.
