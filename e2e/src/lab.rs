@@ -38,13 +38,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::proc::run_bounded;
 pub use netns::{EXEC_TIMEOUT, LabProcess, Netns, STOP_GRACE};
 pub use run::{
     RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup,
     kill_netns_processes, netns_pids, process_start, runs_dir,
 };
 pub use tools::{LAB_TOOLS, NETNS_DIR, find_tool, require_root, require_tools, retry};
-use crate::proc::run_bounded;
 
 /// The fabric subnet every node's `ens4` is on.
 pub const FABRIC_NET: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
@@ -211,8 +211,9 @@ impl Lab {
             self.fabric.name(),
         ]))?;
         let mtu = NODE_MTU.to_string();
-        self.fabric
-            .exec_ok(["ip", "link", "set", &port, "mtu", &mtu, "master", BRIDGE, "up"])?;
+        self.fabric.exec_ok([
+            "ip", "link", "set", &port, "mtu", &mtu, "master", BRIDGE, "up",
+        ])?;
         let addr = format!("{ip}/{FABRIC_PREFIX_LEN}");
         let gw = FABRIC_GATEWAY.to_string();
         for args in [

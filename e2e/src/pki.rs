@@ -131,7 +131,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         client.write(dir.path(), "kubelet").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("kubelet.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("kubelet.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

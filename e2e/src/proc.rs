@@ -39,7 +39,11 @@ fn read_back(mut f: File) -> Vec<u8> {
 
 /// Runs `cmd` to completion in its own process group (stdin from `stdin`, or none), killing the group
 /// after `timeout`; a timeout is an `ErrorKind::TimedOut` error carrying what the command printed.
-pub fn run_bounded(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> io::Result<Output> {
+pub fn run_bounded(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Output> {
     let (out, err) = (capture_file()?, capture_file()?);
     let mut child = cmd
         .stdin(if stdin.is_some() {
@@ -279,7 +283,11 @@ mod tests {
 
     #[test]
     fn run_bounded_feeds_stdin() {
-        let out = run_output(&mut Command::new("cat"), Some(b"hello"), Duration::from_secs(10));
+        let out = run_output(
+            &mut Command::new("cat"),
+            Some(b"hello"),
+            Duration::from_secs(10),
+        );
         assert_eq!(check(out, "cat"), "hello");
     }
 

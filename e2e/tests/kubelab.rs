@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use ocelot_e2e::kubelab::{KubeLab, NGINX_IMAGE, TOOLS_IMAGE};
-use ocelot_e2e::lab::{self, cleanup_stale, find_tool, hold_stale_cleanup, mntns, process_start, retry};
+use ocelot_e2e::lab::{
+    self, cleanup_stale, find_tool, hold_stale_cleanup, mntns, process_start, retry,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -78,7 +80,10 @@ fn pods(lab: &KubeLab, selector: &str) -> BTreeMap<String, (String, String)> {
     out.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            Some((f.next()?.to_string(), (f.next()?.to_string(), f.next()?.to_string())))
+            Some((
+                f.next()?.to_string(),
+                (f.next()?.to_string(), f.next()?.to_string()),
+            ))
         })
         .collect()
 }
@@ -114,7 +119,13 @@ fn three_nodes_run_a_deployment() {
 
     lab.apply(&WEB.replace("IMAGE", NGINX_IMAGE)).unwrap();
     lab.wait(&["deployment/web", "--for=condition=Available"], TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.kubectl_ok(["get", "pods", "-o", "wide"]).unwrap_or_default()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\n{}",
+                lab.kubectl_ok(["get", "pods", "-o", "wide"])
+                    .unwrap_or_default()
+            )
+        });
     let web = pods(&lab, "app=web");
     assert_eq!(web.len(), 6, "{web:?}");
     let mut per_node: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
@@ -122,7 +133,10 @@ fn three_nodes_run_a_deployment() {
         per_node.entry(node).or_default().push((pod, ip));
     }
     assert_eq!(
-        per_node.iter().map(|(n, p)| (*n, p.len())).collect::<Vec<_>>(),
+        per_node
+            .iter()
+            .map(|(n, p)| (*n, p.len()))
+            .collect::<Vec<_>>(),
         vec![("control", 2), ("node1", 2), ("node2", 2)],
         "{web:?}"
     );
@@ -130,14 +144,20 @@ fn three_nodes_run_a_deployment() {
     // exec, logs and port-forward on a pod of each node.
     for (i, (node, list)) in per_node.iter().enumerate() {
         let (pod, ip) = list[0];
-        assert!(in_cidr(ip, lab.node(node).pod_cidr()), "{pod} on {node}: {ip}");
-        let addr = lab.kubectl_ok(["exec", pod, "--", "ip", "addr", "show", "eth0"]).unwrap();
+        assert!(
+            in_cidr(ip, lab.node(node).pod_cidr()),
+            "{pod} on {node}: {ip}"
+        );
+        let addr = lab
+            .kubectl_ok(["exec", pod, "--", "ip", "addr", "show", "eth0"])
+            .unwrap();
         assert!(addr.contains(&format!("inet {ip}/24")), "{pod}: {addr}");
         let port = 18080 + i;
         let fwd = lab
             .kubectl_spawn(["port-forward", &format!("pod/{pod}"), &format!("{port}:80")])
             .unwrap();
-        fwd.wait_for_log("Forwarding from", Duration::from_secs(30)).unwrap();
+        fwd.wait_for_log("Forwarding from", Duration::from_secs(30))
+            .unwrap();
         let url = format!("http://127.0.0.1:{port}/hostname");
         let body = lab
             .control()
@@ -172,7 +192,8 @@ fn three_nodes_run_a_deployment() {
     // A deleted pod frees its address and its cni-… netns on its node.
     let node2 = lab.node("node2");
     lab.apply(&tools_pod("victim", "node2")).unwrap();
-    lab.wait(&["pod/victim", "--for=condition=Ready"], TIMEOUT).unwrap();
+    lab.wait(&["pod/victim", "--for=condition=Ready"], TIMEOUT)
+        .unwrap();
     let ip = lab
         .kubectl_ok(["get", "pod", "victim", "-o", "jsonpath={.status.podIP}"])
         .unwrap();
@@ -188,17 +209,30 @@ fn three_nodes_run_a_deployment() {
         .unwrap_or_else(|| panic!("no cni-… netns on node2 holds {ip}"));
     let links = node2.exec_ok(["ip", "-d", "link"]).unwrap();
     assert!(links.contains(&format!("link-netns {netns}")), "{links}");
-    let lease = node2.dir().join("host/var-lib-cni/networks/ocelot-lab").join(&ip);
+    let lease = node2
+        .dir()
+        .join("host/var-lib-cni/networks/ocelot-lab")
+        .join(&ip);
     assert!(lease.exists(), "{} missing", lease.display());
-    assert!(lab.kubectl_ok(["logs", "victim"]).unwrap().contains("started"));
+    assert!(
+        lab.kubectl_ok(["logs", "victim"])
+            .unwrap()
+            .contains("started")
+    );
     lab.kubectl_ok(["delete", "pod", "victim", "--wait=true", "--timeout=60s"])
         .unwrap();
-    retry("netns and lease freed", 300, Duration::from_secs(60), Duration::from_millis(200), || {
-        let left = node2.cni_netns()?;
-        anyhow::ensure!(!left.contains(&netns), "{netns} still on node2: {left:?}");
-        anyhow::ensure!(!lease.exists(), "{} still there", lease.display());
-        Ok(())
-    })
+    retry(
+        "netns and lease freed",
+        300,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let left = node2.cni_netns()?;
+            anyhow::ensure!(!left.contains(&netns), "{netns} still on node2: {left:?}");
+            anyhow::ensure!(!lease.exists(), "{} still there", lease.display());
+            Ok(())
+        },
+    )
     .unwrap();
 
     // Normal exit: dropping the lab leaves nothing behind.
@@ -222,7 +256,11 @@ fn leftovers(prefix: &str) -> Vec<String> {
         }
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    left.extend(info.lines().filter(|l| l.contains(prefix)).map(|l| format!("mount {l}")));
+    left.extend(
+        info.lines()
+            .filter(|l| l.contains(prefix))
+            .map(|l| format!("mount {l}")),
+    );
     for h in lab::cgroup::hierarchies() {
         for e in std::fs::read_dir(&h.mount).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().contains(prefix) {
@@ -257,8 +295,15 @@ fn leftovers(prefix: &str) -> Vec<String> {
 }
 
 fn assert_all_gone(prefix: &str, pids: &[u32]) {
-    let alive: Vec<u32> = pids.iter().copied().filter(|p| process_start(*p).is_some()).collect();
-    assert!(alive.is_empty(), "processes of {prefix} still alive: {alive:?}");
+    let alive: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| process_start(*p).is_some())
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "processes of {prefix} still alive: {alive:?}"
+    );
     let left = leftovers(prefix);
     assert!(left.is_empty(), "left behind by {prefix}: {left:#?}");
 }
@@ -267,7 +312,8 @@ fn assert_all_gone(prefix: &str, pids: &[u32]) {
 fn one_node_with_pod() -> KubeLab {
     let lab = start(&["control"]);
     lab.apply(&tools_pod("sh", "control")).unwrap();
-    lab.wait(&["pod/sh", "--for=condition=Ready"], TIMEOUT).unwrap();
+    lab.wait(&["pod/sh", "--for=condition=Ready"], TIMEOUT)
+        .unwrap();
     assert_eq!(lab.control().cni_netns().unwrap().len(), 1);
     lab
 }
@@ -277,7 +323,11 @@ fn panic_still_cleans_up() {
     let mut seen = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let lab = one_node_with_pod();
-        seen = Some((lab.prefix().to_string(), lab.all_pids(), lab.dir().to_path_buf()));
+        seen = Some((
+            lab.prefix().to_string(),
+            lab.all_pids(),
+            lab.dir().to_path_buf(),
+        ));
         panic!("deliberate panic inside a kube lab test");
     }));
     assert!(result.is_err());
@@ -321,7 +371,12 @@ fn killed_run_is_cleaned_up() {
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let field = |k: &str| {
             stdout
                 .lines()
@@ -330,7 +385,10 @@ fn killed_run_is_cleaned_up() {
                 .to_string()
         };
         let prefix = field("CRASH-PREFIX=");
-        let pids: Vec<u32> = field("CRASH-PIDS=").split(',').map(|p| p.parse().unwrap()).collect();
+        let pids: Vec<u32> = field("CRASH-PIDS=")
+            .split(',')
+            .map(|p| p.parse().unwrap())
+            .collect();
         let left = leftovers(&prefix);
         for kind in [lab::NETNS_DIR, mntns::MNTNS_DIR, "cgroup "] {
             assert!(
@@ -339,7 +397,10 @@ fn killed_run_is_cleaned_up() {
             );
         }
         let alive = pids.iter().filter(|p| process_start(**p).is_some()).count();
-        assert!(alive > 0, "shims and containers outlive a killed run: {pids:?}");
+        assert!(
+            alive > 0,
+            "shims and containers outlive a killed run: {pids:?}"
+        );
         (prefix, pids, field("CRASH-DIR="))
     };
     cleanup_stale().unwrap();

@@ -9,9 +9,14 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::config;
 use super::image;
-use super::{API_PORT, CONTROL_NODE, Cni, CniNode, KubeLab, KubeLabConfig, KubeNode, OUTSIDE_NODES, START_TIMEOUT};
-use crate::cluster::{SERVICE_CLUSTER_IP_RANGE, binary, bin_dir};
-use crate::lab::{self, Lab, NODE_MTU, SEED_NODES, cgroup, mntns, require_root, require_tools, retry};
+use super::{
+    API_PORT, CONTROL_NODE, Cni, CniNode, KubeLab, KubeLabConfig, KubeNode, OUTSIDE_NODES,
+    START_TIMEOUT,
+};
+use crate::cluster::{SERVICE_CLUSTER_IP_RANGE, bin_dir, binary};
+use crate::lab::{
+    self, Lab, NODE_MTU, SEED_NODES, cgroup, mntns, require_root, require_tools, retry,
+};
 use crate::pki::{Ca, service_account_keys, write_secret};
 use crate::proc::{spawn_server, tail};
 
@@ -37,8 +42,8 @@ const HARD_CODED: &[(&str, &str)] = &[
     ("usr-libexec-kubernetes", "/usr/libexec/kubernetes"), // volume plugin dir
     ("var-lib-cni", "/var/lib/cni"), // libcni's result cache, host-local's leases
     ("run-containerd", "/run/containerd"), // shim sockets
-    ("run-netns", "/run/netns"),         // the pods' cni-… netns files
-    ("run-mount", "/run/mount"),         // mount(8)'s utab
+    ("run-netns", "/run/netns"),     // the pods' cni-… netns files
+    ("run-mount", "/run/mount"),     // mount(8)'s utab
 ];
 
 /// The pod CIDR of the i-th kube node (reference CNI): 198.19.16.0/24, 198.19.17.0/24, … inside the lab's
@@ -49,17 +54,31 @@ pub fn pod_cidr(index: usize) -> String {
 
 fn preflight() -> Result<()> {
     require_root()?;
-    require_tools(&["ip", "nsenter", "unshare", "mount", "umount", "sh", "awk", "ldd"])?;
+    require_tools(&[
+        "ip", "nsenter", "unshare", "mount", "umount", "sh", "awk", "ldd",
+    ])?;
     for b in BINARIES {
         binary(b)?;
     }
     for (what, path) in [
         ("runc (Debian package runc)", config::RUNC.to_string()),
-        ("CNI bridge plugin (containernetworking-plugins)", format!("{}/bridge", config::REFERENCE_CNI_BIN)),
-        ("CNI host-local plugin", format!("{}/host-local", config::REFERENCE_CNI_BIN)),
-        ("CNI loopback plugin", format!("{}/loopback", config::REFERENCE_CNI_BIN)),
+        (
+            "CNI bridge plugin (containernetworking-plugins)",
+            format!("{}/bridge", config::REFERENCE_CNI_BIN),
+        ),
+        (
+            "CNI host-local plugin",
+            format!("{}/host-local", config::REFERENCE_CNI_BIN),
+        ),
+        (
+            "CNI loopback plugin",
+            format!("{}/loopback", config::REFERENCE_CNI_BIN),
+        ),
         ("busybox (busybox-static)", image::BUSYBOX.to_string()),
-        ("catatonit (the pause process)", image::CATATONIT.to_string()),
+        (
+            "catatonit (the pause process)",
+            image::CATATONIT.to_string(),
+        ),
     ] {
         ensure!(
             Path::new(&path).exists(),
@@ -200,7 +219,12 @@ fn write_pki(kl: &KubeLab) -> Result<()> {
     let p = |f: &str| dir.join(f);
     std::fs::write(
         &kl.admin_kubeconfig,
-        config::kubeconfig(&kl.api_url(), &p("ca.crt"), &p("admin.crt"), &p("admin.key")),
+        config::kubeconfig(
+            &kl.api_url(),
+            &p("ca.crt"),
+            &p("admin.crt"),
+            &p("admin.key"),
+        ),
     )?;
     Ok(())
 }
@@ -231,7 +255,12 @@ fn write_node_configs(kl: &KubeLab, n: &KubeNode) -> Result<()> {
     )?;
     std::fs::write(
         n.dir.join("kubelet.yaml"),
-        config::kubelet_yaml(n.ip(), &n.cgroup, &n.containerd_socket(), &kl.pki.join("ca.crt")),
+        config::kubelet_yaml(
+            n.ip(),
+            &n.cgroup,
+            &n.containerd_socket(),
+            &kl.pki.join("ca.crt"),
+        ),
     )?;
     let p = |f: String| kl.pki.join(f);
     std::fs::write(
@@ -300,8 +329,13 @@ fn start_control_plane(kl: &mut KubeLab) -> Result<()> {
         .arg(format!("--client-ca-file={}", p("ca.crt")))
         .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
         .arg(format!("--service-account-key-file={}", p("sa.pub")))
-        .arg(format!("--service-account-signing-key-file={}", p("sa.key")))
-        .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            p("sa.key")
+        ))
+        .arg(format!(
+            "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
+        ))
         .arg("--authorization-mode=Node,RBAC")
         .arg("--enable-admission-plugins=NodeRestriction")
         .arg("--allow-privileged=true")
@@ -309,9 +343,19 @@ fn start_control_plane(kl: &mut KubeLab) -> Result<()> {
         // Work-around / network rule: dial kubelets by their InternalIP (on the fabric); the default
         // prefers Hostname, which the API server would resolve through the machine's resolver.
         .arg("--kubelet-preferred-address-types=InternalIP")
-        .arg(format!("--kubelet-client-certificate={}", p("apiserver-kubelet-client.crt")))
-        .arg(format!("--kubelet-client-key={}", p("apiserver-kubelet-client.key")));
-    let api = spawn_server("kube-apiserver", api, &log_path(kl, CONTROL_NODE, "kube-apiserver"))?;
+        .arg(format!(
+            "--kubelet-client-certificate={}",
+            p("apiserver-kubelet-client.crt")
+        ))
+        .arg(format!(
+            "--kubelet-client-key={}",
+            p("apiserver-kubelet-client.key")
+        ));
+    let api = spawn_server(
+        "kube-apiserver",
+        api,
+        &log_path(kl, CONTROL_NODE, "kube-apiserver"),
+    )?;
     kl.procs.push(etcd);
     kl.procs.push(api);
     Ok(())
@@ -329,14 +373,21 @@ fn start_controllers(kl: &mut KubeLab) -> Result<()> {
         .arg(format!("--authorization-kubeconfig={kc}"))
         .arg("--leader-elect=false")
         .arg("--secure-port=0");
-    let sched = spawn_server("kube-scheduler", sched, &log_path(kl, CONTROL_NODE, "kube-scheduler"))?;
+    let sched = spawn_server(
+        "kube-scheduler",
+        sched,
+        &log_path(kl, CONTROL_NODE, "kube-scheduler"),
+    )?;
     let mut kcm = daemon(kl, control, false, "kube-controller-manager")?;
     kcm.arg(format!("--kubeconfig={kc}"))
         .arg(format!("--authentication-kubeconfig={kc}"))
         .arg(format!("--authorization-kubeconfig={kc}"))
         .arg("--leader-elect=false")
         .arg("--secure-port=0")
-        .arg(format!("--service-account-private-key-file={}", p("sa.key")))
+        .arg(format!(
+            "--service-account-private-key-file={}",
+            p("sa.key")
+        ))
         .arg(format!("--root-ca-file={}", p("ca.crt")))
         .arg(format!("--cluster-signing-cert-file={}", p("ca.crt")))
         .arg(format!("--cluster-signing-key-file={}", p("ca.key")))
@@ -365,7 +416,10 @@ fn start_containerd(kl: &KubeLab, n: &KubeNode) -> Result<crate::proc::ServerPro
 fn start_kubelet(kl: &KubeLab, n: &KubeNode) -> Result<crate::proc::ServerProcess> {
     let mut cmd = daemon(kl, n, true, "kubelet")?;
     cmd.arg(format!("--config={}", n.dir.join("kubelet.yaml").display()))
-        .arg(format!("--kubeconfig={}", n.dir.join("kubelet.kubeconfig").display()))
+        .arg(format!(
+            "--kubeconfig={}",
+            n.dir.join("kubelet.kubeconfig").display()
+        ))
         .arg(format!("--hostname-override={}", n.name()))
         .arg(format!("--node-ip={}", n.ip()))
         .arg("-v=2");
@@ -451,7 +505,11 @@ fn add_pod_routes(kl: &KubeLab) -> Result<()> {
 }
 
 fn wait_ready(kl: &KubeLab, t0: Instant) -> Result<()> {
-    let want: Vec<String> = kl.nodes.iter().map(|n| format!("{}=True", n.name())).collect();
+    let want: Vec<String> = kl
+        .nodes
+        .iter()
+        .map(|n| format!("{}=True", n.name()))
+        .collect();
     let jsonpath = r#"{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
     retry(
         "every kube node Ready",

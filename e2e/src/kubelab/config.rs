@@ -66,7 +66,12 @@ state = "{d}/containerd/state"
 }
 
 /// kubelet's KubeletConfiguration for one node.
-pub fn kubelet_yaml(node_ip: Ipv4Addr, cgroup_root: &str, containerd_sock: &Path, ca: &Path) -> String {
+pub fn kubelet_yaml(
+    node_ip: Ipv4Addr,
+    cgroup_root: &str,
+    containerd_sock: &Path,
+    ca: &Path,
+) -> String {
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -163,7 +168,11 @@ mod tests {
         );
         assert!(k.contains("failCgroupV1: false") && k.contains("cgroupRoot: /oc1-node1"));
         assert!(k.contains("address: 198.19.0.2"));
-        let v: serde_json::Value = serde_json::from_str(&bridge_conflist("198.19.17.0/24", 1460)).unwrap();
-        assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "198.19.17.0/24");
+        let v: serde_json::Value =
+            serde_json::from_str(&bridge_conflist("198.19.17.0/24", 1460)).unwrap();
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "198.19.17.0/24"
+        );
     }
 }

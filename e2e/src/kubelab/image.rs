@@ -188,7 +188,11 @@ impl ImageBuilder {
             }],
         }))?;
         let manifest_digest = sha256(&manifest);
-        let tag = self.name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+        let tag = self
+            .name
+            .rsplit_once(':')
+            .map(|(_, t)| t)
+            .unwrap_or("latest");
         let index = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -235,8 +239,12 @@ fn sha256(data: &[u8]) -> String {
 
 /// Shared libraries (and the ELF interpreter) that `binary` loads, as `ldd` resolves them on this host.
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
-    let out = run_bounded(Command::new("ldd").arg(binary), None, Duration::from_secs(10))
-        .context("running ldd")?;
+    let out = run_bounded(
+        Command::new("ldd").arg(binary),
+        None,
+        Duration::from_secs(10),
+    )
+    .context("running ldd")?;
     ensure!(
         out.status.success(),
         "ldd {} failed: {}",
@@ -246,12 +254,18 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if line.contains("not found") {
-            bail!("{}: a library is missing on this host: {line}", binary.display());
+            bail!(
+                "{}: a library is missing on this host: {line}",
+                binary.display()
+            );
         }
         // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),
-            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
         };
         if let Some(p) = path.filter(|p| p.starts_with('/')) {
             libs.push(PathBuf::from(p));
@@ -354,7 +368,8 @@ mod tests {
     #[test]
     fn archive_layout_has_index_and_blobs() {
         let mut b = ImageBuilder::new("example.org/x:1");
-        b.bytes("/etc/hello", "hi", 0o644).symlink("/bin/sh", "/bin/busybox");
+        b.bytes("/etc/hello", "hi", 0o644)
+            .symlink("/bin/sh", "/bin/busybox");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.tar");
         b.write_oci_archive(&path).unwrap();
@@ -369,9 +384,18 @@ mod tests {
             }
             names.push(name);
         }
-        assert_eq!(names.iter().filter(|n| n.starts_with("blobs/sha256/")).count(), 3);
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("blobs/sha256/"))
+                .count(),
+            3
+        );
         assert!(names.contains(&"oci-layout".to_string()));
-        assert!(index.contains(r#""io.containerd.image.name":"example.org/x:1""#), "{index}");
+        assert!(
+            index.contains(r#""io.containerd.image.name":"example.org/x:1""#),
+            "{index}"
+        );
     }
 
     #[test]

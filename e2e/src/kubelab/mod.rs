@@ -187,7 +187,10 @@ impl KubeNode {
         let out = self
             .exec(&args)
             .with_context(|| format!("running `{}` on node {}", args.join(" "), self.name()))?;
-        ok_stdout(&out, &format!("`{}` on node {}", args.join(" "), self.name()))
+        ok_stdout(
+            &out,
+            &format!("`{}` on node {}", args.join(" "), self.name()),
+        )
     }
 
     /// `ctr -n k8s.io ARGS…` against the node's containerd.
@@ -203,7 +206,10 @@ impl KubeNode {
             "-n".into(),
             "k8s.io".into(),
         ];
-        all.extend(args.into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()));
+        all.extend(
+            args.into_iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        );
         self.exec_ok(all)
     }
 
@@ -417,7 +423,10 @@ impl KubeLab {
 
     /// `kubectl apply -f -` with `yaml`.
     pub fn apply(&self, yaml: &str) -> Result<String> {
-        ok_stdout(&self.kubectl_stdin(["apply", "-f", "-"], yaml), "kubectl apply")
+        ok_stdout(
+            &self.kubectl_stdin(["apply", "-f", "-"], yaml),
+            "kubectl apply",
+        )
     }
 
     /// Starts a long-running kubectl (`port-forward`, `logs -f`) in the control node's netns; it is
@@ -452,7 +461,10 @@ impl KubeLab {
 
     /// Waits until `kubectl wait` succeeds for `args` (e.g. `["deployment/web", "--for=condition=Available"]`).
     pub fn wait(&self, args: &[&str], timeout: Duration) -> Result<()> {
-        let mut all = vec!["wait".to_string(), format!("--timeout={}s", timeout.as_secs())];
+        let mut all = vec![
+            "wait".to_string(),
+            format!("--timeout={}s", timeout.as_secs()),
+        ];
         all.extend(args.iter().map(|a| a.to_string()));
         let out = self.kubectl_timeout(&all, None, timeout + Duration::from_secs(30));
         ok_stdout(&out, &format!("kubectl {}", all.join(" "))).map(drop)

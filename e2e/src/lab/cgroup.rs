@@ -45,8 +45,15 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
             opts.split(',')
                 .filter(|o| {
                     KUBELET_CONTROLLERS_V1.contains(o)
-                        || ["blkio", "devices", "freezer", "hugetlb", "net_cls", "perf_event"]
-                            .contains(o)
+                        || [
+                            "blkio",
+                            "devices",
+                            "freezer",
+                            "hugetlb",
+                            "net_cls",
+                            "perf_event",
+                        ]
+                        .contains(o)
                         || o.starts_with("name=")
                 })
                 .map(String::from)
@@ -70,7 +77,10 @@ pub fn hierarchies() -> Vec<Hierarchy> {
 /// unified hierarchy at /sys/fs/cgroup).
 pub fn check_kubelet_controllers() -> Result<()> {
     let hs = hierarchies();
-    if hs.iter().any(|h| h.v2 && h.mount == Path::new("/sys/fs/cgroup")) {
+    if hs
+        .iter()
+        .any(|h| h.v2 && h.mount == Path::new("/sys/fs/cgroup"))
+    {
         return Ok(());
     }
     let missing: Vec<&str> = KUBELET_CONTROLLERS_V1

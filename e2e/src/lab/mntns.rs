@@ -41,7 +41,11 @@ fn mount_private_dir(dir: &Path) -> Result<()> {
             )
         };
         if r != 0 {
-            bail!("bind-mounting {} on itself: {}", dir.display(), std::io::Error::last_os_error());
+            bail!(
+                "bind-mounting {} on itself: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
         }
     }
     // SAFETY: as above.
@@ -55,7 +59,11 @@ fn mount_private_dir(dir: &Path) -> Result<()> {
         )
     };
     if r != 0 {
-        bail!("making {} private: {}", dir.display(), std::io::Error::last_os_error());
+        bail!(
+            "making {} private: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -80,15 +88,20 @@ pub fn create(name: &str, binds: &[(PathBuf, &str)]) -> Result<PathBuf> {
     for (src, dst) in binds {
         std::fs::create_dir_all(src).with_context(|| format!("mkdir {}", src.display()))?;
         std::fs::create_dir_all(dst).with_context(|| format!("mkdir {dst}"))?;
-        script.push_str(&format!(
-            "mount --bind '{}' '{dst}'\n",
-            src.display()
-        ));
+        script.push_str(&format!("mount --bind '{}' '{dst}'\n", src.display()));
     }
     let unshare = find_tool("unshare").context("unshare (util-linux) not found")?;
     let mut cmd = Command::new(unshare);
-    cmd.arg(format!("--mount={}", file.display()))
-        .args(["--propagation", "private", "sh", "-c", &script, "sh", NETNS_DIR, MNTNS_DIR]);
+    cmd.arg(format!("--mount={}", file.display())).args([
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+        NETNS_DIR,
+        MNTNS_DIR,
+    ]);
     let out = run_bounded(&mut cmd, None, Duration::from_secs(30))
         .with_context(|| format!("creating mount namespace {name}"))?;
     if !out.status.success() {
