@@ -236,7 +236,7 @@ fn three_nodes_run_a_deployment() {
     .unwrap();
 
     // Normal exit: dropping the lab leaves nothing behind.
-    let pids = lab.all_pids();
+    let pids = processes(&lab);
     assert!(pids.len() > 12, "daemons, shims and containers: {pids:?}");
     drop(lab);
     assert_all_gone(&prefix, &pids);
@@ -294,12 +294,24 @@ fn leftovers(prefix: &str) -> Vec<String> {
     left
 }
 
-fn assert_all_gone(prefix: &str, pids: &[u32]) {
-    let alive: Vec<u32> = pids
+/// The lab's processes with their start times, so a pid reused meanwhile is not mistaken for a survivor.
+fn processes(lab: &KubeLab) -> Vec<(u32, u64)> {
+    lab.all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, process_start(p)?)))
+        .collect()
+}
+
+fn alive(procs: &[(u32, u64)]) -> Vec<u32> {
+    procs
         .iter()
-        .copied()
-        .filter(|p| process_start(*p).is_some())
-        .collect();
+        .filter(|(p, start)| process_start(*p) == Some(*start))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+fn assert_all_gone(prefix: &str, pids: &[(u32, u64)]) {
+    let alive = alive(pids);
     assert!(
         alive.is_empty(),
         "processes of {prefix} still alive: {alive:?}"
@@ -325,7 +337,7 @@ fn panic_still_cleans_up() {
         let lab = one_node_with_pod();
         seen = Some((
             lab.prefix().to_string(),
-            lab.all_pids(),
+            processes(&lab),
             lab.dir().to_path_buf(),
         ));
         panic!("deliberate panic inside a kube lab test");
@@ -347,7 +359,10 @@ fn crash_helper() {
         return;
     }
     let lab = one_node_with_pod();
-    let pids: Vec<String> = lab.all_pids().iter().map(|p| p.to_string()).collect();
+    let pids: Vec<String> = processes(&lab)
+        .iter()
+        .map(|(p, s)| format!("{p}:{s}"))
+        .collect();
     // On their own lines: the harness prints "test crash_helper ... " without a newline first.
     println!("\nCRASH-PREFIX={}", lab.prefix());
     println!("CRASH-DIR={}", lab.dir().display());
@@ -385,9 +400,12 @@ fn killed_run_is_cleaned_up() {
                 .to_string()
         };
         let prefix = field("CRASH-PREFIX=");
-        let pids: Vec<u32> = field("CRASH-PIDS=")
+        let pids: Vec<(u32, u64)> = field("CRASH-PIDS=")
             .split(',')
-            .map(|p| p.parse().unwrap())
+            .map(|p| {
+                let (pid, start) = p.split_once(':').unwrap();
+                (pid.parse().unwrap(), start.parse().unwrap())
+            })
             .collect();
         let left = leftovers(&prefix);
         for kind in [lab::NETNS_DIR, mntns::MNTNS_DIR, "cgroup "] {
@@ -396,9 +414,8 @@ fn killed_run_is_cleaned_up() {
                 "the killed run should have left {kind}…: {left:#?}"
             );
         }
-        let alive = pids.iter().filter(|p| process_start(**p).is_some()).count();
         assert!(
-            alive > 0,
+            !alive(&pids).is_empty(),
             "shims and containers outlive a killed run: {pids:?}"
         );
         (prefix, pids, field("CRASH-DIR="))
