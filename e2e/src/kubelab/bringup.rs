@@ -46,10 +46,11 @@ const HARD_CODED: &[(&str, &str)] = &[
     ("run-mount", "/run/mount"),     // mount(8)'s utab
 ];
 
-/// The pod CIDR of the i-th kube node (reference CNI): 198.19.16.0/24, 198.19.17.0/24, … inside the lab's
-/// range, apart from the fabric (198.19.0.0/20) and the service range.
+/// The pod CIDR of the i-th kube node (reference CNI): 198.19.48.0/24, 198.19.49.0/24, … inside the lab's
+/// range, apart from the fabric (198.19.0.0/20), the seed's IP pools (198.19.16.0/20) and the service range
+/// (198.19.32.0/20).
 pub fn pod_cidr(index: usize) -> String {
-    format!("198.19.{}.0/24", 16 + index)
+    format!("198.19.{}.0/24", 48 + index)
 }
 
 fn preflight() -> Result<()> {
