@@ -20,15 +20,17 @@
 //! # drop((routes, bird)); Ok(()) }
 //! ```
 //!
-//! Everything lives inside namespaces the lab creates; nothing is added to the root namespace.
+//! Everything lives inside namespaces the lab creates; the root namespace only gets a `blackhole` route
+//! for 198.19.0.0/16 while any lab lives (see [`host`]), so host traffic to lab addresses never leaves the
+//! machine.
 //! A [`Lab`] removes its namespaces and their processes on drop (also while unwinding from a
 //! panic), and [`Lab::new`] first removes what crashed runs left (see [`cleanup_stale`]).
 
 pub mod cgroup;
+pub mod host;
 pub mod mntns;
 mod netns;
 mod run;
-pub mod sysctl;
 mod tools;
 
 use std::net::Ipv4Addr;
@@ -129,6 +131,7 @@ impl Lab {
             eprintln!("ocelot-e2e: {e:#}");
         }
         let run = RunId::new()?;
+        host::register(&run)?;
         let dir = run::runs_dir().join(format!("{}-{}-{}", run.prefix, run.pid, run.start));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let fabric = Netns::new(run.netns_name("fabric"), "fabric", &dir);
@@ -323,6 +326,7 @@ impl Lab {
                 );
             }
         }
+        host::release(Some(&self.run));
         if std::thread::panicking() || std::env::var_os("OCELOT_E2E_KEEP_LOGS").is_some() {
             eprintln!("ocelot-e2e: lab logs kept in {}", self.dir.display());
         } else {

@@ -112,6 +112,16 @@ fn three_nodes_run_a_deployment() {
         nodes,
         "control 198.19.0.1 True\nnode1 198.19.0.2 True\nnode2 198.19.0.3 True\n"
     );
+    // The host's netns sends lab addresses nowhere while the lab lives.
+    let host_routes = Command::new(find_tool("ip").unwrap())
+        .args(["route", "show", lab::host::LAB_RANGE])
+        .output()
+        .unwrap();
+    let host_routes = String::from_utf8_lossy(&host_routes.stdout);
+    assert!(
+        host_routes.contains(&format!("blackhole {}", lab::host::LAB_RANGE)),
+        "{host_routes}"
+    );
     for n in lab.nodes() {
         let link = n.exec_ok(["ip", "-o", "link", "show", "ens4"]).unwrap();
         assert!(link.contains("mtu 1460"), "{}: {link}", n.name());

@@ -111,7 +111,7 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
     preflight()?;
     let mut netlab = Lab::new()?;
     // kubelet changes host-wide sysctls; the last lab (or the stale sweep) puts them back.
-    lab::sysctl::save_host(netlab.run_id()).context("saving host sysctls")?;
+    lab::host::save_kubelet_sysctls().context("saving host sysctls")?;
     for name in &cfg.nodes {
         netlab.add_node(name, seed_ip(name)?)?;
     }
@@ -125,7 +125,6 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         images: Vec::new(),
         procs: Vec::new(),
         start_time: Duration::ZERO,
-        run: netlab.run_id().clone(),
         lab: None,
     };
     // From here an early return drops `kl`, which removes whatever was made so far.

@@ -34,7 +34,7 @@ use anyhow::{Context, Result, bail};
 
 pub use image::{NGINX_IMAGE, PAUSE_IMAGE, TOOLS_IMAGE};
 
-use crate::lab::{self, Lab, LabProcess, Netns, Node, RunId, cgroup, find_tool, mntns};
+use crate::lab::{self, Lab, LabProcess, Netns, Node, cgroup, find_tool, mntns};
 use crate::proc::{ServerProcess, run_bounded, run_output};
 
 /// The node that runs the control plane (as in the seed).
@@ -274,7 +274,6 @@ fn ok_stdout(out: &Output, what: &str) -> Result<String> {
 pub struct KubeLab {
     /// `None` only during cleanup (the netns go after the daemons, before the cgroups).
     lab: Option<Lab>,
-    run: RunId,
     nodes: Vec<KubeNode>,
     cni: Cni,
     pki: PathBuf,
@@ -492,7 +491,9 @@ impl KubeLab {
                 eprintln!("ocelot-e2e: kube lab cleanup: {e:#}");
             }
         }
-        lab::sysctl::release_host(Some(&self.run));
+        // The lab's own drop (above) released its host marker; this restores kubelet's sysctls if no lab
+        // is left.
+        lab::host::release(None);
     }
 }
 

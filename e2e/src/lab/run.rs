@@ -283,7 +283,7 @@ fn sweep() -> Result<Vec<String>> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    super::sysctl::release_host(None);
+    super::host::release(None);
     prune_old_run_dirs();
     if !errors.is_empty() {
         anyhow::bail!("stale lab cleanup failed: {}", errors.join("; "));
