@@ -122,6 +122,21 @@ fn three_nodes_run_a_deployment() {
         host_routes.contains(&format!("blackhole {}", lab::host::LAB_RANGE)),
         "{host_routes}"
     );
+    // Host-side clients reach the API through the loopback forwarder.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names: Vec<String> = rt.block_on(async {
+        let client = lab.client().await.unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+        let list = api.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect()
+    });
+    assert_eq!(names, ["control", "node1", "node2"]);
     for n in lab.nodes() {
         let link = n.exec_ok(["ip", "-o", "link", "show", "ens4"]).unwrap();
         assert!(link.contains("mtu 1460"), "{}: {link}", n.name());

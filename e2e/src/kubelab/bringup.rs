@@ -122,6 +122,8 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         cni: cfg.cni.clone(),
         pki: pki.clone(),
         admin_kubeconfig: dir.join("admin.kubeconfig"),
+        api_forward: None,
+        host_kubeconfig: dir.join("host.kubeconfig"),
         images: Vec::new(),
         procs: Vec::new(),
         start_time: Duration::ZERO,
@@ -159,6 +161,19 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         write_node_configs(&kl, n)?;
     }
     start_control_plane(&mut kl)?;
+    let api = std::net::SocketAddr::from((kl.control().ip(), API_PORT));
+    let fwd = super::Forwarder::start(&kl.control().netns().path(), api)?;
+    let p = |f: &str| kl.pki.join(f);
+    std::fs::write(
+        &kl.host_kubeconfig,
+        config::kubeconfig(
+            &format!("https://{}", fwd.local_addr()),
+            &p("ca.crt"),
+            &p("admin.crt"),
+            &p("admin.key"),
+        ),
+    )?;
+    kl.api_forward = Some(fwd);
     for i in 0..kl.nodes.len() {
         let p = start_containerd(&kl, &kl.nodes[i])?;
         kl.procs.push(p);

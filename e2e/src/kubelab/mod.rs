@@ -20,6 +20,7 @@
 
 mod bringup;
 pub mod config;
+mod forward;
 pub mod image;
 
 use std::ffi::OsStr;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+pub use forward::Forwarder;
 pub use image::{NGINX_IMAGE, PAUSE_IMAGE, TOOLS_IMAGE};
 
 use crate::lab::{self, Lab, LabProcess, Netns, Node, cgroup, find_tool, mntns};
@@ -278,6 +280,9 @@ pub struct KubeLab {
     cni: Cni,
     pki: PathBuf,
     admin_kubeconfig: PathBuf,
+    /// The API on the host's loopback, and an admin kubeconfig that uses it.
+    api_forward: Option<Forwarder>,
+    host_kubeconfig: PathBuf,
     images: Vec<PathBuf>,
     /// Daemons in start order.
     procs: Vec<ServerProcess>,
@@ -341,6 +346,28 @@ impl KubeLab {
     /// An admin (system:masters) kubeconfig; usable from inside the lab's netns (see [`KubeLab::kubectl`]).
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.admin_kubeconfig
+    }
+
+    /// An admin kubeconfig for host-side clients: it points at [`KubeLab::api_forward_addr`].
+    pub fn host_kubeconfig(&self) -> &Path {
+        &self.host_kubeconfig
+    }
+
+    /// Where the host's loopback forwards to the API server (`127.0.0.1:<port>`).
+    pub fn api_forward_addr(&self) -> std::net::SocketAddr {
+        self.api_forward
+            .as_ref()
+            .expect("forwarder runs until drop")
+            .local_addr()
+    }
+
+    /// A new admin client (from the host, through the forwarder). New each call: a client is bound to the
+    /// tokio runtime it first runs on.
+    pub async fn client(&self) -> Result<kube::Client> {
+        use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+        let kc = Kubeconfig::read_from(&self.host_kubeconfig)?;
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
     }
 
     /// The cluster's CA and certificates (`ca.crt`, `admin.crt`, …).
@@ -470,6 +497,8 @@ impl KubeLab {
     }
 
     fn cleanup(&mut self) {
+        // Its dialer thread sits in the control netns and would keep that alive.
+        drop(self.api_forward.take());
         // Daemons first (kubelets would restart what we kill next), newest first.
         for p in self.procs.iter().rev() {
             p.kill();
