@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ocelot_e2e::kubelab::{KubeLab, NGINX_IMAGE, TOOLS_IMAGE};
+use ocelot_e2e::kubelab::image;
+use ocelot_e2e::kubelab::{KubeLab, NGINX_IMAGE, PAUSE_IMAGE, TOOLS_IMAGE};
+
+const VICTIM_IMAGE: &str = "docker.io/ocelot/victim:lab";
 use ocelot_e2e::lab::{
     self, cleanup_stale, find_tool, hold_stale_cleanup, mntns, process_start, retry,
 };
@@ -48,6 +51,10 @@ spec:
 
 /// A shell pod pinned to a node; exits at once on SIGTERM.
 fn tools_pod(name: &str, node: &str) -> String {
+    image_pod(name, node, TOOLS_IMAGE)
+}
+
+fn image_pod(name: &str, node: &str, image: &str) -> String {
     format!(
         r#"
 apiVersion: v1
@@ -58,9 +65,9 @@ spec:
   terminationGracePeriodSeconds: 2
   containers:
   - name: sh
-    image: {TOOLS_IMAGE}
+    image: {image}
     imagePullPolicy: Never
-    command: ["sh", "-c", "trap 'exit 0' TERM; echo started; while :; do sleep 1; done"]
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo started; cat /etc/marker 2>/dev/null; while :; do sleep 1; done"]
 "#
     )
 }
@@ -216,7 +223,18 @@ fn three_nodes_run_a_deployment() {
 
     // A deleted pod frees its address and its cni-… netns on its node.
     let node2 = lab.node("node2");
-    lab.apply(&tools_pod("victim", "node2")).unwrap();
+    // An image built by the test and imported into every node.
+    let mut custom = image::tools().unwrap().with_name(VICTIM_IMAGE);
+    custom.bytes("/etc/marker", "made-by-the-test\n", 0o644);
+    lab.import(&custom).unwrap();
+    for n in lab.nodes() {
+        let images = n.ctr(["images", "ls", "-q"]).unwrap();
+        for want in [PAUSE_IMAGE, TOOLS_IMAGE, NGINX_IMAGE, VICTIM_IMAGE] {
+            assert!(images.lines().any(|l| l == want), "{}: {images}", n.name());
+        }
+    }
+    lab.apply(&image_pod("victim", "node2", VICTIM_IMAGE))
+        .unwrap();
     lab.wait(&["pod/victim", "--for=condition=Ready"], TIMEOUT)
         .unwrap();
     let ip = lab
@@ -242,7 +260,7 @@ fn three_nodes_run_a_deployment() {
     assert!(
         lab.kubectl_ok(["logs", "victim"])
             .unwrap()
-            .contains("started")
+            .contains("started\nmade-by-the-test")
     );
     lab.kubectl_ok(["delete", "pod", "victim", "--wait=true", "--timeout=60s"])
         .unwrap();

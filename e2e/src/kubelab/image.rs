@@ -68,6 +68,17 @@ impl ImageBuilder {
         }
     }
 
+    /// The same files and config under another reference (to extend a base image).
+    pub fn with_name(mut self, name: &str) -> ImageBuilder {
+        self.name = name.to_string();
+        self
+    }
+
+    /// The image reference.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn dir(&mut self, path: &str) -> &mut Self {
         self.parents(path);
         self.entries.insert(path.to_string(), Entry::Dir);

@@ -380,6 +380,22 @@ impl KubeLab {
         &self.images
     }
 
+    /// Writes `image` as an OCI archive into the run's folder and imports it into every node (pods then
+    /// use it with `imagePullPolicy: Never`). Returns the archive.
+    pub fn import(&self, image: &image::ImageBuilder) -> Result<PathBuf> {
+        let file: String = image
+            .name()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = self.dir().join("images").join(format!("{file}.tar"));
+        image.write_oci_archive(&path)?;
+        for n in &self.nodes {
+            n.import_image(&path)?;
+        }
+        Ok(path)
+    }
+
     /// How long [`KubeLab::start`] took until every node was Ready.
     pub fn start_time(&self) -> Duration {
         self.start_time
