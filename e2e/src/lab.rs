@@ -120,6 +120,8 @@ pub struct Lab {
     /// Every netns of this lab, in creation order (registered before creation, so a failure
     /// half-way still gets cleaned up).
     owned: Vec<String>,
+    /// Keep the run's folder on drop (as after a panic).
+    keep_logs: bool,
 }
 
 impl Lab {
@@ -141,6 +143,7 @@ impl Lab {
             fabric: fabric.clone(),
             nodes: Vec::new(),
             owned: Vec::new(),
+            keep_logs: false,
         };
         lab.create_netns(&fabric)?;
         let gw = format!("{FABRIC_GATEWAY}/{FABRIC_PREFIX_LEN}");
@@ -300,6 +303,12 @@ impl Lab {
         &self.dir
     }
 
+    /// Keeps the run's folder (logs) when the lab is dropped, as after a panic: for failures that are
+    /// reported as errors.
+    pub fn keep_logs(&mut self) {
+        self.keep_logs = true;
+    }
+
     /// Full names of every netns this lab created.
     pub fn netns_names(&self) -> Vec<String> {
         self.owned.clone()
@@ -327,7 +336,10 @@ impl Lab {
             }
         }
         host::release(Some(&self.run));
-        if std::thread::panicking() || std::env::var_os("OCELOT_E2E_KEEP_LOGS").is_some() {
+        if self.keep_logs
+            || std::thread::panicking()
+            || std::env::var_os("OCELOT_E2E_KEEP_LOGS").is_some()
+        {
             eprintln!("ocelot-e2e: lab logs kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -467,3 +467,71 @@ fn killed_run_is_cleaned_up() {
     assert_all_gone(&prefix, &pids);
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
+
+/// The way a chart installs a CNI: a hostNetwork DaemonSet writes the conflist into the node's
+/// /etc/cni/net.d (hostPath), which is the node's own folder, not the machine's.
+#[test]
+fn cni_installed_by_a_daemonset() {
+    use ocelot_e2e::kubelab::{Cni, KubeLabConfig, config};
+    let lab = KubeLab::start_with(KubeLabConfig::new(&["control"]).cni(Cni::Installed))
+        .unwrap_or_else(|e| panic!("kube lab did not start: {e:#}"));
+    let node = lab.control();
+    let ready = || {
+        lab.kubectl_ok([
+            "get",
+            "node",
+            "control",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+        ])
+        .unwrap()
+    };
+    assert_eq!(ready(), "False", "no CNI yet");
+    let conflist = config::bridge_conflist(node.pod_cidr(), 1460);
+    let indented: String = conflist.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cni-config, namespace: kube-system}}
+data:
+  10-lab.conflist: |
+{indented}---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: install-cni, namespace: kube-system}}
+spec:
+  selector: {{matchLabels: {{app: install-cni}}}}
+  template:
+    metadata: {{labels: {{app: install-cni}}}}
+    spec:
+      hostNetwork: true
+      tolerations: [{{operator: Exists}}]
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: install
+        image: {TOOLS_IMAGE}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "cp /cfg/10-lab.conflist /host/etc/cni/net.d/ && trap 'exit 0' TERM; while :; do sleep 1; done"]
+        volumeMounts:
+        - {{name: cfg, mountPath: /cfg}}
+        - {{name: netd, mountPath: /host/etc/cni/net.d}}
+      volumes:
+      - {{name: cfg, configMap: {{name: cni-config}}}}
+      - {{name: netd, hostPath: {{path: /etc/cni/net.d}}}}
+"#
+    );
+    lab.apply(&yaml).unwrap();
+    lab.wait(&["node/control", "--for=condition=Ready"], TIMEOUT)
+        .unwrap();
+    let installed = node.dir().join("host/etc-cni-net.d/10-lab.conflist");
+    assert!(installed.exists(), "{} missing", installed.display());
+    assert!(!Path::new("/etc/cni/net.d/10-lab.conflist").exists());
+    lab.apply(&tools_pod("after", "control")).unwrap();
+    lab.wait(&["pod/after", "--for=condition=Ready"], TIMEOUT)
+        .unwrap();
+    let ip = lab
+        .kubectl_ok(["get", "pod", "after", "-o", "jsonpath={.status.podIP}"])
+        .unwrap();
+    assert!(in_cidr(&ip, node.pod_cidr()), "{ip}");
+}

@@ -44,6 +44,8 @@ const HARD_CODED: &[(&str, &str)] = &[
     ("run-containerd", "/run/containerd"), // shim sockets
     ("run-netns", "/run/netns"),     // the pods' cni-… netns files
     ("run-mount", "/run/mount"),     // mount(8)'s utab
+    ("etc-cni-net.d", "/etc/cni/net.d"), // CNI config, where charts install it
+    ("opt-cni-bin", "/opt/cni/bin"), // CNI plugins, where charts install them
 ];
 
 /// The pod CIDR of the i-th kube node (reference CNI): 198.19.48.0/24, 198.19.49.0/24, … inside the lab's
@@ -102,6 +104,32 @@ fn seed_ip(name: &str) -> Result<&'static str> {
 }
 
 pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
+    let mut kl = None;
+    match bring_up(cfg, &mut kl) {
+        Ok(()) => Ok(kl.expect("set on success")),
+        Err(e) => {
+            // Dropping `kl` cleans up; the logs stay for diagnosis, and the error shows their ends.
+            let Some(mut kl) = kl else { return Err(e) };
+            let mut tails = String::new();
+            for p in &kl.procs {
+                tails.push_str(&format!(
+                    "\n--- last lines of {}:\n{}",
+                    p.log_path().display(),
+                    tail(p.log_path(), 8)
+                ));
+            }
+            if let Some(lab) = kl.lab.as_mut() {
+                lab.keep_logs();
+            }
+            Err(e.context(format!(
+                "kube lab start failed; logs kept in {}{tails}",
+                kl.dir().display()
+            )))
+        }
+    }
+}
+
+fn bring_up(cfg: KubeLabConfig, out: &mut Option<KubeLab>) -> Result<()> {
     let t0 = Instant::now();
     ensure!(
         cfg.nodes.iter().any(|n| n == CONTROL_NODE),
@@ -117,7 +145,7 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
     }
     let dir = netlab.dir().to_path_buf();
     let pki = dir.join("pki");
-    let mut kl = KubeLab {
+    let kl = KubeLab {
         nodes: Vec::new(),
         cni: cfg.cni.clone(),
         pki: pki.clone(),
@@ -127,15 +155,17 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
         images: Vec::new(),
         procs: Vec::new(),
         start_time: Duration::ZERO,
-        lab: None,
+        lab: Some(netlab),
     };
-    // From here an early return drops `kl`, which removes whatever was made so far.
+    // From here an early return leaves `kl` in `out`; start() drops it, which removes what was made.
+    let kl = out.insert(kl);
     let kube_names: Vec<&String> = cfg
         .nodes
         .iter()
         .filter(|n| !OUTSIDE_NODES.contains(&n.as_str()))
         .collect();
     for (i, name) in kube_names.iter().enumerate() {
+        let netlab = kl.lab();
         let node = netlab.node(name).clone();
         let cg = netlab.run_id().netns_name(name);
         let node_dir = dir.join(name.as_str());
@@ -154,13 +184,12 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
             .collect();
         mntns::create(&cg, &binds).with_context(|| format!("mount namespace of node {name}"))?;
     }
-    kl.lab = Some(netlab);
-    write_pki(&kl)?;
+    write_pki(kl)?;
     kl.images = image::write_all(&dir.join("images")).context("building the lab's images")?;
     for n in &kl.nodes {
-        write_node_configs(&kl, n)?;
+        write_node_configs(kl, n)?;
     }
-    start_control_plane(&mut kl)?;
+    start_control_plane(kl)?;
     let api = std::net::SocketAddr::from((kl.control().ip(), API_PORT));
     let fwd = super::Forwarder::start(&kl.control().netns().path(), api)?;
     let p = |f: &str| kl.pki.join(f);
@@ -175,27 +204,36 @@ pub(super) fn start(cfg: KubeLabConfig) -> Result<KubeLab> {
     )?;
     kl.api_forward = Some(fwd);
     for i in 0..kl.nodes.len() {
-        let p = start_containerd(&kl, &kl.nodes[i])?;
+        let p = start_containerd(kl, &kl.nodes[i])?;
         kl.procs.push(p);
     }
-    for n in &kl.nodes {
-        wait_containerd(&kl, n)?;
-        for archive in &kl.images {
-            n.import_image(archive)?;
+    // Each node's containerd start and image import, and the API server's start, overlap.
+    std::thread::scope(|s| -> Result<()> {
+        let kl = &*kl;
+        let mut jobs = vec![s.spawn(move || wait_api(kl, t0))];
+        for n in &kl.nodes {
+            jobs.push(s.spawn(move || {
+                wait_containerd(kl, n)?;
+                kl.images.iter().try_for_each(|a| n.import_image(a))
+            }));
         }
-    }
-    wait_api(&kl, t0)?;
-    start_controllers(&mut kl)?;
+        for j in jobs {
+            j.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a start-up thread panicked")))?;
+        }
+        Ok(())
+    })?;
+    start_controllers(kl)?;
     for i in 0..kl.nodes.len() {
-        let p = start_kubelet(&kl, &kl.nodes[i])?;
+        let p = start_kubelet(kl, &kl.nodes[i])?;
         kl.procs.push(p);
     }
     if matches!(kl.cni, Cni::Bridge) {
-        add_pod_routes(&kl)?;
+        add_pod_routes(kl)?;
     }
-    wait_ready(&kl, t0)?;
+    wait_ready(kl, t0)?;
     kl.start_time = t0.elapsed();
-    Ok(kl)
+    Ok(())
 }
 
 fn write_pki(kl: &KubeLab) -> Result<()> {
@@ -244,29 +282,41 @@ fn write_pki(kl: &KubeLab) -> Result<()> {
     Ok(())
 }
 
-fn cni_dirs(kl: &KubeLab, n: &KubeNode) -> (PathBuf, PathBuf) {
-    let bin = match &kl.cni {
-        Cni::Bridge => PathBuf::from(config::REFERENCE_CNI_BIN),
-        Cni::Custom { bin_dir, .. } => bin_dir.clone(),
-    };
-    (bin, n.dir.join("cni/net.d"))
-}
-
 fn write_node_configs(kl: &KubeLab, n: &KubeNode) -> Result<()> {
-    let (cni_bin, cni_conf) = cni_dirs(kl, n);
-    std::fs::create_dir_all(&cni_conf)?;
+    // The node's own /etc/cni/net.d and /opt/cni/bin (bind-mounted in its mount namespace), where a
+    // chart's install-cni DaemonSet (hostPath volumes) would put them too.
+    let conf_dir = n.dir.join("host/etc-cni-net.d");
+    let bin_dir = n.dir.join("host/opt-cni-bin");
+    std::fs::create_dir_all(&conf_dir)?;
+    std::fs::create_dir_all(&bin_dir)?;
     let conflist = match &kl.cni {
-        Cni::Bridge => config::bridge_conflist(&n.pod_cidr, NODE_MTU),
-        Cni::Custom { conflist, .. } => conflist(&CniNode {
-            name: n.name().to_string(),
-            ip: n.ip(),
-            pod_cidr: n.pod_cidr.clone(),
-        }),
+        Cni::Bridge => Some(config::bridge_conflist(&n.pod_cidr, NODE_MTU)),
+        Cni::Custom {
+            bin_dir: from,
+            conflist,
+        } => {
+            for e in
+                std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?
+            {
+                let e = e?;
+                std::fs::copy(e.path(), bin_dir.join(e.file_name())).with_context(|| {
+                    format!("copying {} into node {}", e.path().display(), n.name())
+                })?;
+            }
+            Some(conflist(&CniNode {
+                name: n.name().to_string(),
+                ip: n.ip(),
+                pod_cidr: n.pod_cidr.clone(),
+            }))
+        }
+        Cni::Installed => None,
     };
-    std::fs::write(cni_conf.join("10-ocelot-lab.conflist"), conflist)?;
+    if let Some(c) = conflist {
+        std::fs::write(conf_dir.join("10-ocelot-lab.conflist"), c)?;
+    }
     std::fs::write(
         n.dir.join("containerd.toml"),
-        config::containerd_toml(&n.dir, &cni_bin, &cni_conf),
+        config::containerd_toml(&n.dir),
     )?;
     std::fs::write(
         n.dir.join("kubelet.yaml"),
@@ -519,11 +569,14 @@ fn add_pod_routes(kl: &KubeLab) -> Result<()> {
     Ok(())
 }
 
+/// Waits until every node is Ready (with [`Cni::Installed`]: registered, NotReady until a DaemonSet
+/// installs the CNI) and the default ServiceAccount exists.
 fn wait_ready(kl: &KubeLab, t0: Instant) -> Result<()> {
+    let installed = matches!(kl.cni, Cni::Installed);
     let want: Vec<String> = kl
         .nodes
         .iter()
-        .map(|n| format!("{}=True", n.name()))
+        .map(|n| format!("{}={}", n.name(), if installed { "False" } else { "True" }))
         .collect();
     let jsonpath = r#"{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
     retry(

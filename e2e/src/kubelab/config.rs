@@ -15,8 +15,10 @@ pub const RUNC: &str = "/usr/sbin/runc";
 pub const REFERENCE_CNI_BIN: &str = "/usr/lib/cni";
 
 /// containerd 2.x (config version 3) for one node: every path under the node's folder, CRI's sandbox image
-/// pinned to the local pause image (never pulled), the streaming server on the node's loopback.
-pub fn containerd_toml(node_dir: &Path, cni_bin: &Path, cni_conf: &Path) -> String {
+/// pinned to the local pause image (never pulled), the streaming server on the node's loopback. CNI from
+/// the standard /etc/cni/net.d and /opt/cni/bin (the node's own, in its mount namespace), then Debian's
+/// reference plugins.
+pub fn containerd_toml(node_dir: &Path) -> String {
     let d = node_dir.display();
     format!(
         r#"version = 3
@@ -54,14 +56,12 @@ state = "{d}/containerd/state"
           Root = "{d}/runc"
           SystemdCgroup = false
     [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = ["{bin}"]
-      conf_dir = "{conf}"
+      bin_dirs = ["/opt/cni/bin", "{REFERENCE_CNI_BIN}"]
+      conf_dir = "/etc/cni/net.d"
   [plugins.'io.containerd.grpc.v1.cri']
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
 "#,
-        bin = cni_bin.display(),
-        conf = cni_conf.display(),
     )
 }
 
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn work_arounds_are_in_the_configs() {
-        let c = containerd_toml(Path::new("/x/node1"), Path::new("/b"), Path::new("/c"));
+        let c = containerd_toml(Path::new("/x/node1"));
         assert!(c.contains("restrict_oom_score_adj = true"));
         assert!(c.contains(r#"address = "/x/node1/containerd.sock""#));
         assert!(c.contains(&format!(r#"sandbox = "{PAUSE_IMAGE}""#)));

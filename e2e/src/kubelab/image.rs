@@ -170,6 +170,11 @@ impl ImageBuilder {
     /// Writes the image as an OCI image-layout tar archive (what `ctr images import` reads), with the
     /// image name in the `io.containerd.image.name` annotation.
     pub fn write_oci_archive(&self, out: &Path) -> Result<()> {
+        write_oci_archive(&[self], out)
+    }
+
+    /// The blobs (layer, config, manifest) and the index entry of this image.
+    fn blobs(&self) -> Result<(Vec<(String, Vec<u8>)>, serde_json::Value)> {
         let layer = self.layer()?;
         let layer_digest = sha256(&layer);
         let config = serde_json::to_vec(&json!({
@@ -204,42 +209,61 @@ impl ImageBuilder {
             .rsplit_once(':')
             .map(|(_, t)| t)
             .unwrap_or("latest");
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": manifest.len(),
-                "platform": {"architecture": "amd64", "os": "linux"},
-                "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": tag,
-                },
-            }],
-        }))?;
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| -> Result<()> {
-            let mut h = tar::Header::new_ustar();
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_size(data.len() as u64);
-            tar.append_data(&mut h, name, data)?;
-            Ok(())
-        };
-        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        add("index.json", &index)?;
-        for (d, data) in [
-            (&layer_digest, &layer),
-            (&config_digest, &config),
-            (&manifest_digest, &manifest),
-        ] {
-            add(&format!("blobs/sha256/{}", &d["sha256:".len()..]), data)?;
-        }
-        let bytes = tar.into_inner()?;
-        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
-        Ok(())
+        let entry = json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": self.name,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        });
+        Ok((
+            vec![
+                (layer_digest, layer),
+                (config_digest, config),
+                (manifest_digest, manifest),
+            ],
+            entry,
+        ))
     }
+}
+
+/// Writes several images into one OCI image-layout tar archive: one `ctr images import` loads them all
+/// (one ctr start per node instead of one per image).
+pub fn write_oci_archive(images: &[&ImageBuilder], out: &Path) -> Result<()> {
+    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut manifests = Vec::new();
+    for image in images {
+        let (b, entry) = image
+            .blobs()
+            .with_context(|| format!("image {}", image.name))?;
+        blobs.extend(b);
+        manifests.push(entry);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, name, data)?;
+        Ok(())
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    add("index.json", &index)?;
+    for (d, data) in &blobs {
+        add(&format!("blobs/sha256/{}", &d["sha256:".len()..]), data)?;
+    }
+    let bytes = tar.into_inner()?;
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -354,22 +378,12 @@ pub fn nginx() -> Result<ImageBuilder> {
     Ok(b)
 }
 
-/// Writes the three images into `dir`, returning the archives.
+/// Writes the three images into one archive in `dir`, returning it.
 pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
-    let mut out = Vec::new();
-    for (file, image) in [
-        ("pause.tar", pause()?),
-        ("tools.tar", tools()?),
-        ("nginx.tar", nginx()?),
-    ] {
-        let path = dir.join(file);
-        image
-            .write_oci_archive(&path)
-            .with_context(|| format!("image {}", image.name))?;
-        out.push(path);
-    }
-    Ok(out)
+    let path = dir.join("lab-images.tar");
+    write_oci_archive(&[&pause()?, &tools()?, &nginx()?], &path)?;
+    Ok(vec![path])
 }
 
 #[cfg(test)]

@@ -68,12 +68,16 @@ pub enum Cni {
     /// Debian's reference `bridge` + `host-local`, one pod CIDR per node; the lab adds routes between the
     /// nodes' CIDRs on the fabric. The default until `ocelot-cni` exists.
     Bridge,
-    /// Plugins from `bin_dir` (e.g. `ocelot-cni` as the chart installs it); `conflist` renders each node's
-    /// conflist. The lab adds no routes: that is the plugin's (or its agent's) job.
+    /// The files of `bin_dir` copied into every node's /opt/cni/bin, and `conflist` rendered into its
+    /// /etc/cni/net.d. The lab adds no routes: that is the plugin's (or its agent's) job.
     Custom {
         bin_dir: PathBuf,
         conflist: ConflistFn,
     },
+    /// Nothing: a DaemonSet installs the CNI into each node's /etc/cni/net.d and /opt/cni/bin (hostPath),
+    /// as a chart does. [`KubeLab::start`] then returns once every node has registered (NotReady until
+    /// the CNI is there).
+    Installed,
 }
 
 impl std::fmt::Debug for Cni {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for Cni {
         match self {
             Cni::Bridge => f.write_str("Bridge"),
             Cni::Custom { bin_dir, .. } => write!(f, "Custom({})", bin_dir.display()),
+            Cni::Installed => f.write_str("Installed"),
         }
     }
 }
