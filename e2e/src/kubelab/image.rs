@@ -29,6 +29,9 @@ pub fn nginx_root() -> PathBuf {
     crate::cluster::cache_dir().join("nginx-root")
 }
 
+/// A content-addressed blob: digest (`sha256:…`) and bytes.
+type Blob = (String, Vec<u8>);
+
 /// One entry of an image's only layer.
 #[derive(Clone, Debug)]
 enum Entry {
@@ -174,7 +177,7 @@ impl ImageBuilder {
     }
 
     /// The blobs (layer, config, manifest) and the index entry of this image.
-    fn blobs(&self) -> Result<(Vec<(String, Vec<u8>)>, serde_json::Value)> {
+    fn blobs(&self) -> Result<(Vec<Blob>, serde_json::Value)> {
         let layer = self.layer()?;
         let layer_digest = sha256(&layer);
         let config = serde_json::to_vec(&json!({
