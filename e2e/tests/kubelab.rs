@@ -338,10 +338,18 @@ fn leftovers(prefix: &str) -> Vec<String> {
 }
 
 /// The lab's processes with their start times, so a pid reused meanwhile is not mistaken for a survivor.
+/// A pid counts only if it is still in the lab after its start time was read (a process that exited and
+/// whose pid went to an unrelated process in between is dropped).
 fn processes(lab: &KubeLab) -> Vec<(u32, u64)> {
-    lab.all_pids()
+    let first: Vec<(u32, u64)> = lab
+        .all_pids()
         .into_iter()
         .filter_map(|p| Some((p, process_start(p)?)))
+        .collect();
+    let again = lab.all_pids();
+    first
+        .into_iter()
+        .filter(|(p, start)| again.contains(p) && process_start(*p) == Some(*start))
         .collect()
 }
 
@@ -354,10 +362,23 @@ fn alive(procs: &[(u32, u64)]) -> Vec<u32> {
 }
 
 fn assert_all_gone(prefix: &str, pids: &[(u32, u64)]) {
-    let alive = alive(pids);
+    let alive: Vec<String> = alive(pids)
+        .into_iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let net = std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap_or_default();
+            let cg = std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+            format!(
+                "{p}: {} (net {}; cgroups {})",
+                String::from_utf8_lossy(&cmd).replace('\0', " "),
+                net.display(),
+                cg.lines().next().unwrap_or_default()
+            )
+        })
+        .collect();
     assert!(
         alive.is_empty(),
-        "processes of {prefix} still alive: {alive:?}"
+        "processes of {prefix} still alive: {alive:#?}"
     );
     let left = leftovers(prefix);
     assert!(left.is_empty(), "left behind by {prefix}: {left:#?}");
