@@ -19,6 +19,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         api::IPAMBlock::crd(),
         api::BlockAffinity::crd(),
         api::NodeNetworkState::crd(),
+        api::ClusterInformation::crd(),
     ];
     for crd in &mut crds {
         apply_rules(crd);

@@ -5,10 +5,14 @@ pub mod api;
 pub mod bgp;
 pub mod crds;
 pub mod desired;
+pub mod index;
 pub mod ipam;
 pub mod manifest;
 pub mod naming;
 pub mod routes;
 pub mod selector;
+#[cfg(test)]
+mod testutil;
 pub mod validation;
+pub mod values;
 pub mod wireguard;

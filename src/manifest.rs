@@ -14,7 +14,7 @@ pub enum ManifestError {
     Parse { index: usize, message: String },
     /// apiVersion/kind is not one Ocelot serves.
     #[error(
-        "document {index}: {api_version} {kind} is not a kind Ocelot serves (projectcalico.org/v3: IPPool, BGPPeer, BGPConfiguration, FelixConfiguration, Node, IPAMBlock, BlockAffinity; ocelot.dev/v1alpha1: NodeNetworkState; v1: Namespace)"
+        "document {index}: {api_version} {kind} is not a kind Ocelot serves (projectcalico.org/v3: IPPool, BGPPeer, BGPConfiguration, FelixConfiguration, Node, IPAMBlock, BlockAffinity, ClusterInformation; ocelot.dev/v1alpha1: NodeNetworkState; v1: Namespace)"
     )]
     UnknownKind {
         index: usize,
@@ -105,6 +105,9 @@ fn validate_inner(index: usize, doc: &Value, old: Option<&Value>) -> Result<(), 
         }
         ("projectcalico.org/v3", "BlockAffinity") => {
             run::<api::BlockAffinity>(kind, name, doc, no_rules)
+        }
+        ("projectcalico.org/v3", "ClusterInformation") => {
+            run::<api::ClusterInformation>(kind, name, doc, no_rules)
         }
         ("ocelot.dev/v1alpha1", "NodeNetworkState") => {
             run(kind, name, doc, validation::validate_nodenetworkstate)

@@ -1,10 +1,16 @@
 //! Kernel routes as values, and the plan that turns the kernel's routes into the desired ones.
 //!
-//! Ownership is the route's protocol number (as holo does): the agent tags every route it writes
-//! with [`OCELOT_PROTOCOL`] and [`plan`] deletes only routes carrying it. Routes of BIRD
-//! (`proto bird`), the kernel and the admin are never deleted or overwritten, and no state file is
-//! needed to know what is ours after a restart. Routes already in the kernel that equal a desired
-//! one are adopted as they are, so a restart causes no churn.
+//! Ownership ([`Ownership`]) is read from the route itself, so no state file is needed to know what
+//! is ours after a restart:
+//! - pod routes (`<ip> dev cali… scope link`) carry FelixConfiguration `deviceRouteProtocol`
+//!   (default 3, `boot`, which `ip route` does not print, so node1 shows the seed's
+//!   `198.19.22.129 dev cali1e6904b30ae scope link`), and are ours only when their device also has
+//!   one of the pod interface prefixes: an admin's `ip route add … dev eth1` (also `boot`) is not;
+//! - every other route the agent writes carries [`OCELOT_PROTOCOL`].
+//!
+//! [`plan`] deletes or replaces only owned routes: BIRD's (`proto bird`), the kernel's and the
+//! admin's are never touched. Routes already in the kernel that equal a desired one are adopted as
+//! they are, so a restart causes no churn.
 //!
 //! IPv4 only for now: the agent's pools and the seed are IPv4.
 
@@ -18,8 +24,8 @@ pub const RT_TABLE_MAIN: u32 = 254;
 
 /// Route protocol numbers the agent meets (Linux `RTPROT_*`, iproute2's `rt_protos`).
 pub const RTPROT_KERNEL: u8 = 2;
-/// `ip route add` without `proto` writes this, so Ocelot must not use it: it would delete the
-/// admin's routes as its own.
+/// `ip route add` without `proto` writes this. Felix's default `deviceRouteProtocol`, so Ocelot uses
+/// it for pod routes only, and owns such a route only when its device is a pod interface.
 pub const RTPROT_BOOT: u8 = 3;
 pub const RTPROT_STATIC: u8 = 4;
 /// BIRD's learned routes.
@@ -64,10 +70,83 @@ pub struct RouteKey {
     pub metric: u32,
 }
 
+/// Which routes in the kernel are the agent's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    /// Protocol of pod routes: FelixConfiguration `deviceRouteProtocol` (default 3).
+    pub device_protocol: u8,
+    /// Host-side pod interface prefixes: FelixConfiguration `interfacePrefix`, a comma list
+    /// (default `cali`).
+    pub interface_prefixes: Vec<String>,
+    /// Protocol of every other route the agent writes.
+    pub protocol: u8,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership {
+            device_protocol: RTPROT_BOOT,
+            interface_prefixes: vec!["cali".into()],
+            protocol: OCELOT_PROTOCOL,
+        }
+    }
+}
+
+impl Ownership {
+    /// From a node's desired dataplane settings (its NodeNetworkState `spec.dataplane`).
+    pub fn for_dataplane(d: &crate::api::nodestate::DataplaneSettings) -> Ownership {
+        Ownership::new(
+            d.device_route_protocol.unwrap_or(RTPROT_BOOT),
+            d.interface_prefix.as_deref().unwrap_or("cali"),
+        )
+    }
+
+    /// From FelixConfiguration values: `deviceRouteProtocol` and the `interfacePrefix` list.
+    pub fn new(device_protocol: u8, interface_prefix: &str) -> Ownership {
+        let prefixes: Vec<String> = interface_prefix
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        Ownership {
+            device_protocol,
+            interface_prefixes: if prefixes.is_empty() {
+                vec!["cali".into()]
+            } else {
+                prefixes
+            },
+            protocol: OCELOT_PROTOCOL,
+        }
+    }
+
+    fn is_pod_route(&self, r: &Route) -> bool {
+        matches!(&r.kind, RouteKind::Link { dev }
+            if self.interface_prefixes.iter().any(|p| dev.starts_with(p.as_str())))
+    }
+
+    /// The protocol the agent writes `r` with.
+    pub fn protocol_for(&self, r: &Route) -> u8 {
+        if self.is_pod_route(r) {
+            self.device_protocol
+        } else {
+            self.protocol
+        }
+    }
+
+    /// Whether `r`, as read from the kernel, was written by the agent.
+    pub fn owns(&self, r: &Route) -> bool {
+        r.protocol == self.protocol || (r.protocol == self.device_protocol && self.is_pod_route(r))
+    }
+}
+
 impl Route {
-    /// A pod's route: `<ip>/32 dev <veth> scope link`, main table, Ocelot's protocol.
+    /// A pod's route: `<ip>/32 dev <veth> scope link`, main table, protocol `boot` (Felix's
+    /// default `deviceRouteProtocol`; [`plan`] stamps the configured one).
     pub fn pod(ip: Ipv4Addr, veth: &str) -> Route {
-        Route::owned(Ipv4Net::from(ip), RouteKind::Link { dev: veth.into() })
+        let mut r = Route::owned(Ipv4Net::from(ip), RouteKind::Link { dev: veth.into() });
+        r.protocol = RTPROT_BOOT;
+        r
     }
 
     /// `blackhole <net>`, main table, Ocelot's protocol.
@@ -149,14 +228,14 @@ impl RoutePlan {
     }
 }
 
-/// What to write so the kernel holds `desired` plus every route not carrying `owned_protocol`.
+/// What to write so the kernel holds `desired` plus every route `own` does not own.
 ///
-/// Desired routes are stamped with `owned_protocol` (they are ours by definition; a foreign
-/// protocol would leak them) and normalised to their network address. `current` is what the
-/// kernel holds in the tables concerned. Routes already present are adopted; only routes with
-/// `owned_protocol` are ever deleted or replaced; a desired route whose key is held by a
-/// foreign route is reported as a [`Conflict`]. The plan of an applied state is empty.
-pub fn plan(desired: &[Route], current: &[Route], owned_protocol: u8) -> RoutePlan {
+/// Desired routes are stamped with the protocol `own` gives them (they are ours by definition; a
+/// foreign protocol would leak them) and normalised to their network address. `current` is what
+/// the kernel holds in the tables concerned. Routes already present are adopted; only owned
+/// routes are ever deleted or replaced; a desired route whose key is held by a foreign route is
+/// reported as a [`Conflict`]. The plan of an applied state is empty.
+pub fn plan(desired: &[Route], current: &[Route], own: &Ownership) -> RoutePlan {
     let mut out = RoutePlan::default();
     let mut at_key: HashMap<RouteKey, Vec<&Route>> = HashMap::with_capacity(current.len());
     for route in current {
@@ -165,7 +244,7 @@ pub fn plan(desired: &[Route], current: &[Route], owned_protocol: u8) -> RoutePl
     let mut wanted: HashMap<RouteKey, Route> = HashMap::with_capacity(desired.len());
     for route in desired {
         let mut route = route.clone();
-        route.protocol = owned_protocol;
+        route.protocol = own.protocol_for(&route);
         route.dst = route.dst.trunc();
         let key = route.key();
         if let Some(first) = wanted.get(&key) {
@@ -176,7 +255,7 @@ pub fn plan(desired: &[Route], current: &[Route], owned_protocol: u8) -> RoutePl
             continue;
         }
         let present = at_key.get(&key).map(Vec::as_slice).unwrap_or_default();
-        if let Some(foreign) = present.iter().find(|r| r.protocol != owned_protocol) {
+        if let Some(foreign) = present.iter().find(|r| !own.owns(r)) {
             out.conflicts.push(Conflict {
                 wanted: route.clone(),
                 occupant: (*foreign).clone(),
@@ -201,10 +280,7 @@ pub fn plan(desired: &[Route], current: &[Route], owned_protocol: u8) -> RoutePl
     let mut deleted: HashSet<&Route> = out.delete.iter().collect();
     let mut stale = Vec::new();
     for route in current {
-        if route.protocol == owned_protocol
-            && !wanted.contains_key(&route.key())
-            && deleted.insert(route)
-        {
+        if own.owns(route) && !wanted.contains_key(&route.key()) && deleted.insert(route) {
             stale.push(route.clone());
         }
     }
@@ -219,6 +295,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     const OWN: u8 = OCELOT_PROTOCOL;
+
+    fn own() -> Ownership {
+        Ownership::default()
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
@@ -259,19 +339,56 @@ mod tests {
             Route::via(net("10.1.0.0/26"), Ipv4Addr::new(192, 0, 2, 2), "ens4"),
             RTPROT_BIRD,
         );
+        // `ip route add 10.0.0.3 dev eth9` is also proto boot, but not on a pod interface.
         let admin = foreign(Route::pod(Ipv4Addr::new(10, 0, 0, 3), "eth9"), RTPROT_BOOT);
         let current = vec![pod.clone(), hole.clone(), stale.clone(), bird, admin];
-        let p = plan(&[pod, hole], &current, OWN);
+        let p = plan(&[pod, hole], &current, &own());
         assert_eq!(p.add, vec![]);
         assert_eq!(p.delete, vec![stale]);
         assert!(p.conflicts.is_empty());
     }
 
     #[test]
+    fn pod_routes_use_the_device_protocol_and_are_owned_by_protocol_and_prefix() {
+        let own = Ownership::new(RTPROT_BOOT, "cali,tap");
+        let pod = Route::pod(Ipv4Addr::new(198, 19, 22, 129), "cali1e6904b30ae");
+        let p = plan(std::slice::from_ref(&pod), &[], &own);
+        assert_eq!(p.add[0].protocol, RTPROT_BOOT, "ip route shows no proto");
+        assert_eq!(
+            p.add[0].to_string(),
+            "198.19.22.129/32 dev cali1e6904b30ae scope link table 254 metric 0 proto 3"
+        );
+        let tap = Route::pod(Ipv4Addr::new(198, 19, 22, 130), "tap0");
+        let admin = Route::pod(Ipv4Addr::new(198, 19, 22, 131), "eth1");
+        assert!(
+            own.owns(&pod) && own.owns(&tap),
+            "every prefix of the list counts"
+        );
+        assert!(
+            !own.owns(&admin),
+            "an admin's boot route on eth1 is not ours"
+        );
+        let p = plan(&[], &[pod.clone(), tap.clone(), admin], &own);
+        assert_eq!(
+            p.delete,
+            vec![pod.clone(), tap],
+            "stale pod routes go, the admin's stays"
+        );
+        let d = crate::desired::dataplane_settings(&Default::default());
+        assert_eq!(Ownership::for_dataplane(&d), Ownership::default());
+        // A configured deviceRouteProtocol: the pod route is rewritten, and the old boot one is
+        // no longer ours.
+        let own80 = Ownership::new(80, "cali");
+        let p = plan(std::slice::from_ref(&pod), &[], &own80);
+        assert_eq!(p.add[0].protocol, 80);
+        assert!(!own80.owns(&pod));
+    }
+
+    #[test]
     fn replaces_our_route_when_it_changed() {
         let old = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
         let new = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali9");
-        let p = plan(std::slice::from_ref(&new), &[old], OWN);
+        let p = plan(std::slice::from_ref(&new), &[old], &own());
         assert_eq!(p.add, vec![new]);
         assert!(p.delete.is_empty());
     }
@@ -286,7 +403,7 @@ mod tests {
         let p = plan(
             std::slice::from_ref(&wanted),
             std::slice::from_ref(&bird),
-            OWN,
+            &own(),
         );
         assert!(p.is_empty());
         assert_eq!(
@@ -303,7 +420,7 @@ mod tests {
         let mut r = Route::blackhole(net("10.0.0.0/26"));
         r.protocol = RTPROT_STATIC;
         r.dst = net("10.0.0.5/26");
-        let p = plan(&[r], &[], OWN);
+        let p = plan(&[r], &[], &own());
         assert_eq!(p.add, vec![Route::blackhole(net("10.0.0.0/26"))]);
     }
 
@@ -311,7 +428,7 @@ mod tests {
     fn duplicate_desired_keys_keep_the_first() {
         let a = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
         let b = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali2");
-        let p = plan(&[a.clone(), b.clone()], &[], OWN);
+        let p = plan(&[a.clone(), b.clone()], &[], &own());
         assert_eq!(p.add, vec![a.clone()]);
         assert_eq!(
             p.conflicts,
@@ -326,10 +443,11 @@ mod tests {
     fn other_routes_of_ours_are_replaced_or_deleted() {
         let mut odd = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
         odd.kind = RouteKind::Other("unreachable".into());
+        odd.protocol = OWN;
         let mut odd2 = odd.clone();
         odd2.dst = net("10.0.0.2/32");
         let want = Route::pod(Ipv4Addr::new(10, 0, 0, 1), "cali1");
-        let p = plan(std::slice::from_ref(&want), &[odd, odd2.clone()], OWN);
+        let p = plan(std::slice::from_ref(&want), &[odd, odd2.clone()], &own());
         assert_eq!(p.add, vec![want]);
         assert_eq!(p.delete, vec![odd2]);
     }
@@ -378,6 +496,11 @@ mod tests {
             .collect()
     }
 
+    fn stamped(own: &Ownership, mut r: Route) -> Route {
+        r.protocol = own.protocol_for(&r);
+        r
+    }
+
     fn is_desirable(r: &Route) -> bool {
         !matches!(r.kind, RouteKind::Other(_))
     }
@@ -389,50 +512,54 @@ mod tests {
             ours in proptest::collection::vec(arb_route(&[OWN]), 0..20),
             others in proptest::collection::vec(arb_route(&[RTPROT_KERNEL, RTPROT_BOOT, RTPROT_BIRD]), 0..20),
         ) {
-            let desired: Vec<Route> = unique_keys(desired.into_iter().filter(is_desirable).collect());
+            let own = own();
+            let desired: Vec<Route> = unique_keys(desired.into_iter().filter(is_desirable).map(|r| stamped(&own, r)).collect());
             let desired_keys: HashSet<RouteKey> = desired.iter().map(Route::key).collect();
             // Foreign routes on free keys: the case the plan can fully realise.
-            let foreign: Vec<Route> = others.into_iter().filter(|r| !desired_keys.contains(&r.key())).collect();
+            let foreign: Vec<Route> = others.into_iter().filter(|r| !own.owns(r) && !desired_keys.contains(&r.key())).collect();
+            let ours = ours.into_iter().map(|r| stamped(&own, r));
             let current = unique_keys(foreign.iter().cloned().chain(ours).collect());
-            let foreign: Vec<Route> = current.iter().filter(|r| r.protocol != OWN).cloned().collect();
+            let foreign: Vec<Route> = current.iter().filter(|r| !own.owns(r)).cloned().collect();
 
-            let p = plan(&desired, &current, OWN);
+            let p = plan(&desired, &current, &own);
             prop_assert!(p.conflicts.is_empty());
-            prop_assert!(p.delete.iter().all(|r| r.protocol == OWN));
+            prop_assert!(p.delete.iter().all(|r| own.owns(r)));
             prop_assert!(p.add.iter().all(|r| !current.contains(r)), "adopted routes are not rewritten");
             let after = apply(&current, &p);
             prop_assert_eq!(after.len(), set(&after).len());
             let expected: BTreeSet<Route> = desired.iter().chain(&foreign).cloned().collect();
             prop_assert_eq!(set(&after), expected);
-            prop_assert!(plan(&desired, &after, OWN).is_empty(), "idempotent");
+            prop_assert!(plan(&desired, &after, &own).is_empty(), "idempotent");
         }
 
         #[test]
         fn foreign_routes_survive_any_plan(
             desired in proptest::collection::vec(arb_route(&[OWN]), 0..20),
-            current in proptest::collection::vec(arb_route(&[OWN, RTPROT_KERNEL, RTPROT_BIRD]), 0..30),
+            current in proptest::collection::vec(arb_route(&[OWN, RTPROT_KERNEL, RTPROT_BOOT, RTPROT_BIRD]), 0..30),
         ) {
+            let own = own();
             let current = unique_keys(current);
-            let p = plan(&desired, &current, OWN);
+            let p = plan(&desired, &current, &own);
             let after = apply(&current, &p);
-            for r in current.iter().filter(|r| r.protocol != OWN) {
+            for r in current.iter().filter(|r| !own.owns(r)) {
                 prop_assert!(after.contains(r), "{r} was touched");
             }
             // Every desired key is ours after applying, or reported.
             for d in &desired {
-                let mine = after.iter().any(|r| r.key() == d.key() && r.protocol == OWN);
+                let mine = after.iter().any(|r| r.key() == d.key() && own.owns(r));
                 let reported = p.conflicts.iter().any(|c| c.wanted.key() == d.key());
                 prop_assert!(mine || reported, "{d} neither applied nor reported");
             }
-            prop_assert!(plan(&desired, &after, OWN).is_empty(), "idempotent");
+            prop_assert!(plan(&desired, &after, &own).is_empty(), "idempotent");
         }
 
         #[test]
         fn plan_of_desired_against_itself_is_empty(
             desired in proptest::collection::vec(arb_route(&[OWN]), 0..30),
         ) {
-            let desired = unique_keys(desired);
-            let p = plan(&desired, &desired, OWN);
+            let own = own();
+            let desired = unique_keys(desired.into_iter().map(|r| stamped(&own, r)).collect());
+            let p = plan(&desired, &desired, &own);
             prop_assert!(p.is_empty() && p.conflicts.is_empty());
         }
     }

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use ocelot::api::bgp::{BGPConfiguration, BGPPeer};
+use ocelot::api::ippool::EncapMode;
 use ocelot::api::node::Node;
 use ocelot::api::nodestate::{BGPPeerTarget, NodeBGPState, PeerType};
 use ocelot::bgp::{
@@ -39,13 +40,22 @@ const PEERS: &str = r#"
     asNumber: 65001
     keepOriginalNextHop: true
     ttlSecurity: 2
-    maxRestartTime: 90s
+    maxRestartTime: 1.5m
+    keepaliveTime: 20s
     numAllowedLocalASNumbers: 1
     reachableBy: 198.19.0.254
     password: {secretKeyRef: {name: bgp-secrets, key: tor}}
 "#;
 
 const CONFIGS: &str = r#"
+- apiVersion: projectcalico.org/v3
+  kind: BGPConfiguration
+  metadata: {name: default}
+  spec:
+    serviceClusterIPs: [{cidr: 198.19.32.0/20}]
+    serviceExternalIPs: [{cidr: 198.19.48.0/24}]
+    communities: [{name: edge, value: "64512:100"}, {name: big, value: "64512:1:2"}]
+    prefixAdvertisements: [{cidr: 198.19.16.0/21, communities: [edge, big, "65000:7"]}]
 - apiVersion: projectcalico.org/v3
   kind: BGPConfiguration
   metadata: {name: node.node2}
@@ -79,14 +89,32 @@ fn bird_accepts_rendered_configs() {
         peers: &peers,
         nodes: &nodes,
     };
+    // One pool per kernel-filter shape Calico's template has: plain, IPIP Always, IPIP
+    // CrossSubnet, VXLAN, and BGP export disabled.
     let pools = vec![
         ExportPool {
             cidr: "198.19.16.0/21".parse().expect("cidr"),
-            disable_bgp_export: false,
+            ..Default::default()
         },
         ExportPool {
             cidr: "198.19.24.0/21".parse().expect("cidr"),
             disable_bgp_export: true,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.40.0/24".parse().expect("cidr"),
+            ipip_mode: EncapMode::Always,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.41.0/24".parse().expect("cidr"),
+            ipip_mode: EncapMode::CrossSubnet,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.42.0/24".parse().expect("cidr"),
+            vxlan_mode: EncapMode::Always,
+            ..Default::default()
         },
     ];
     for (name, block) in [
@@ -114,11 +142,20 @@ fn bird_accepts_rendered_configs() {
             assert!(conf.contains("rr client;"), "{conf}");
         }
         if name == "node2" {
-            assert!(
-                conf.contains("next hop keep;") && conf.contains("password "),
-                "{conf}"
-            );
+            for line in [
+                "    next hop keep;",
+                "  graceful restart time 90;",
+                "  keepalive time 20;",
+            ] {
+                assert!(conf.lines().any(|l| l == line), "{line:?} in\n{conf}");
+            }
+            assert!(conf.contains("password "), "{conf}");
         }
+        assert!(
+            conf.contains("  if ( net ~ 198.19.16.0/21 ) then { bgp_community.add((64512, 100)); bgp_community.add((65000, 7)); bgp_large_community.add((64512, 1, 2)); }")
+                && conf.contains("  route 198.19.32.0/20 blackhole;"),
+            "{conf}"
+        );
         bird_accepts(name, &conf);
     }
 
@@ -126,14 +163,15 @@ fn bird_accepts_rendered_configs() {
     let host1 = NodeBGPState {
         as_number: 64512,
         default_as_number: 64512,
-        ipv4_address: "198.19.15.254".into(),
+        ipv4_address: "198.19.15.254".parse().expect("ip"),
         listen_port: 179,
         peers: ["198.19.0.1", "198.19.0.2", "198.19.0.3"]
             .into_iter()
+            .map(|ip| ip.parse().expect("ip"))
             .map(|ip| BGPPeerTarget {
-                name: protocol_name(PeerType::Global, ip, None),
+                name: protocol_name(PeerType::Global, &ip, None),
                 source: "host1".into(),
-                peer_ip: ip.into(),
+                peer_ip: ip,
                 as_number: 64512,
                 peer_type: PeerType::Global,
                 ..Default::default()

@@ -96,6 +96,7 @@ fn printer_columns_match_calicoctl() {
     );
     assert_eq!(columns("IPAMBlock")[..2], ["CIDR", "AFFINITY"]);
     assert_eq!(columns("BlockAffinity")[..3], ["CIDR", "NODE", "TYPE"]);
+    assert_eq!(columns("ClusterInformation"), ["READY", "VERSION"]);
 }
 
 #[test]
@@ -106,7 +107,11 @@ fn all_kinds_are_cluster_scoped_with_status_where_a_controller_writes_it() {
             .subresources
             .as_ref()
             .is_some_and(|s| s.status.is_some());
-        let wants_status = !matches!(crd.spec.names.kind.as_str(), "IPAMBlock" | "BlockAffinity");
+        // Calico's IPAM objects and ClusterInformation have no status.
+        let wants_status = !matches!(
+            crd.spec.names.kind.as_str(),
+            "IPAMBlock" | "BlockAffinity" | "ClusterInformation"
+        );
         assert_eq!(
             has_status, wants_status,
             "{} status subresource",

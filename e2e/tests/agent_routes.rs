@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use ocelot::routes::{OCELOT_PROTOCOL, RT_TABLE_MAIN, RTPROT_BIRD, Route, RouteKind, plan};
+use ocelot::routes::{Ownership, RT_TABLE_MAIN, RTPROT_BIRD, Route, RouteKind, plan};
 use ocelot_agent::routes::{Op, RouteNetlink};
 use ocelot_e2e::lab::{Lab, Netns, require_root, require_tools};
 
@@ -33,7 +33,7 @@ fn pods(n: u32) -> Vec<Route> {
 fn ours(routes: &[Route]) -> BTreeSet<Route> {
     routes
         .iter()
-        .filter(|r| r.protocol == OCELOT_PROTOCOL)
+        .filter(|r| Ownership::default().owns(r))
         .cloned()
         .collect()
 }
@@ -51,17 +51,28 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
 
     // First apply: everything is new.
     let current = nl.list(RT_TABLE_MAIN).await.expect("list");
-    let p = plan(&desired, &current, OCELOT_PROTOCOL);
+    let p = plan(&desired, &current, &Ownership::default());
     assert_eq!((p.add.len(), p.delete.len()), (201, 0));
     let report = nl.apply(&p).await;
     assert!(report.is_ok(), "{:?}", report.failures);
     assert_eq!(report.added, 201);
-    let shown = ns.exec_ok(["ip", "route", "show", "proto", "79"]).unwrap();
-    assert_eq!(shown.lines().count(), 201, "{shown}");
+    // Pod routes carry deviceRouteProtocol boot, which ip does not print: the seed's lines.
+    let shown = ns.exec_ok(["ip", "route", "show", "dev", VETH]).unwrap();
+    assert_eq!(shown.lines().count(), 200, "{shown}");
     assert!(
-        shown.contains("10.65.0.7 dev cali0test scope link"),
+        shown
+            .lines()
+            .any(|l| l.trim_end() == "10.65.0.7 scope link"),
         "{shown}"
     );
+    let all = ns.exec_ok(["ip", "route"]).unwrap();
+    assert!(
+        all.lines()
+            .any(|l| l.trim_end() == "10.65.0.7 dev cali0test scope link"),
+        "{all}"
+    );
+    let shown = ns.exec_ok(["ip", "route", "show", "proto", "79"]).unwrap();
+    assert_eq!(shown.lines().count(), 1, "{shown}");
     assert!(shown.contains("blackhole 10.65.0.0/24"), "{shown}");
 
     // Foreign routes: BIRD's, and the admin's (`ip route add` defaults to proto boot).
@@ -83,7 +94,7 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
     let nl = RouteNetlink::connect_in_netns(&ns.path()).expect("netlink in netns");
     let current = nl.list(RT_TABLE_MAIN).await.expect("list");
     assert_eq!(ours(&current), desired.iter().cloned().collect());
-    let p = plan(&desired, &current, OCELOT_PROTOCOL);
+    let p = plan(&desired, &current, &Ownership::default());
     assert!(p.is_empty() && p.conflicts.is_empty(), "{p:?}");
     let bird = current
         .iter()
@@ -99,7 +110,7 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
 
     // Half the pods go: exactly their routes are deleted.
     let kept: Vec<Route> = desired[100..].to_vec();
-    let p = plan(&kept, &current, OCELOT_PROTOCOL);
+    let p = plan(&kept, &current, &Ownership::default());
     assert!(p.add.is_empty());
     assert_eq!(
         p.delete.iter().cloned().collect::<BTreeSet<_>>(),
@@ -116,7 +127,7 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
         "{shown}"
     );
     assert!(shown.contains("10.67.0.0/24 dev peer0"), "{shown}");
-    assert!(plan(&kept, &after, OCELOT_PROTOCOL).is_empty());
+    assert!(plan(&kept, &after, &Ownership::default()).is_empty());
 
     // Deleting again: "not found" is done, not an error.
     let report = nl.apply(&p).await;
@@ -127,7 +138,7 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
     let mut wanted = kept.clone();
     wanted.push(Route::blackhole("10.66.0.0/24".parse().unwrap()));
     wanted.push(Route::pod(Ipv4Addr::new(10, 68, 0, 1), "cali-missing"));
-    let p = plan(&wanted, &after, OCELOT_PROTOCOL);
+    let p = plan(&wanted, &after, &Ownership::default());
     assert_eq!(p.conflicts.len(), 1);
     assert_eq!(p.conflicts[0].occupant.protocol, RTPROT_BIRD);
     let report = nl.apply(&p).await;
@@ -146,7 +157,7 @@ async fn routes_apply_adopt_and_leave_foreign_routes_alone() {
 
     // Nothing desired: all of ours goes, foreign routes stay.
     let current = nl.list(RT_TABLE_MAIN).await.expect("list");
-    let report = nl.apply(&plan(&[], &current, OCELOT_PROTOCOL)).await;
+    let report = nl.apply(&plan(&[], &current, &Ownership::default())).await;
     assert!(report.is_ok(), "{:?}", report.failures);
     assert_eq!(report.deleted, 101);
     let left = nl.list(RT_TABLE_MAIN).await.expect("list");

@@ -53,19 +53,22 @@ fn bird_conf(me: &str, ip: &str, block: Option<&str>, log: &str) -> Result<Strin
         None => NodeBGPState {
             as_number: 64512,
             default_as_number: 64512,
-            ipv4_address: ip.to_string(),
+            ipv4_address: ip.parse()?,
             listen_port: 179,
             peers: NODES[..3]
                 .iter()
-                .map(|(_, peer_ip, _)| BGPPeerTarget {
-                    name: protocol_name(PeerType::Global, peer_ip, None),
-                    source: me.to_string(),
-                    peer_ip: peer_ip.to_string(),
-                    as_number: 64512,
-                    peer_type: PeerType::Global,
-                    ..Default::default()
+                .map(|(_, peer_ip, _)| {
+                    let peer_ip = peer_ip.parse()?;
+                    Ok(BGPPeerTarget {
+                        name: protocol_name(PeerType::Global, &peer_ip, None),
+                        source: me.to_string(),
+                        peer_ip,
+                        as_number: 64512,
+                        peer_type: PeerType::Global,
+                        ..Default::default()
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             ..Default::default()
         },
     };
@@ -76,7 +79,7 @@ fn bird_conf(me: &str, ip: &str, block: Option<&str>, log: &str) -> Result<Strin
         blocks: block.map(str::parse).transpose()?.into_iter().collect(),
         pools: vec![ExportPool {
             cidr: "198.19.16.0/21".parse()?,
-            disable_bgp_export: false,
+            ..Default::default()
         }],
         interface: Some("ens4".to_string()),
         log_file: Some(log.to_string()),

@@ -23,8 +23,8 @@ use super::Condition;
     printcolumn(
         name = "NODE",
         type_ = "string",
-        json_path = ".spec.node",
-        description = "Local node (empty: global or nodeSelector)"
+        json_path = ".status.node",
+        description = "Local nodes as calicoctl shows them: (global), the node or the nodeSelector (filled in by the operator)"
     ),
     printcolumn(
         name = "ASN",
@@ -171,6 +171,10 @@ pub struct BGPPeerStatus {
     /// Number of those nodes whose session is Established.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_established: Option<u32>,
+    /// The local nodes as calicoctl's NODE column shows them: `(global)`, the node, or the
+    /// nodeSelector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Cluster-wide (`default`) or per-node (`node.<name>`) BGP settings (Calico BGPConfiguration).
@@ -189,9 +193,15 @@ pub struct BGPPeerStatus {
     printcolumn(
         name = "MESHENABLED",
         type_ = "boolean",
-        json_path = ".spec.nodeToNodeMeshEnabled"
+        json_path = ".status.meshEnabled",
+        description = "Effective node-to-node mesh setting (filled in by the operator)"
     ),
-    printcolumn(name = "ASNUMBER", type_ = "integer", json_path = ".spec.asNumber"),
+    printcolumn(
+        name = "ASNUMBER",
+        type_ = "integer",
+        json_path = ".status.asNumber",
+        description = "Effective cluster AS number (filled in by the operator)"
+    ),
     printcolumn(
         name = "AGE",
         type_ = "date",
@@ -312,4 +322,10 @@ pub struct BGPConfigurationStatus {
     /// Conditions: Valid and Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Effective nodeToNodeMeshEnabled (default true); only on `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_enabled: Option<bool>,
+    /// Effective cluster AS number (default 64512); only on `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
 }

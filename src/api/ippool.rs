@@ -34,6 +34,8 @@ use super::Condition;
 #[serde(rename_all = "camelCase")]
 pub struct IPPoolSpec {
     /// The pool's network in CIDR notation, e.g. 198.19.16.0/21. Host bits must be zero. Immutable.
+    /// Deliberately stricter than Calico: loopback (127.0.0.0/8, ::1) and multicast (224.0.0.0/4,
+    /// ff00::/8) ranges are refused, as no pod can use them.
     pub cidr: String,
     /// VXLAN encapsulation for traffic to pods in this pool: Never (default), Always or CrossSubnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +77,9 @@ pub struct IPPoolSpec {
 }
 
 /// Encapsulation mode of a pool.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, JsonSchema,
+)]
 pub enum EncapMode {
     /// No encapsulation.
     #[default]

@@ -6,6 +6,7 @@
 //! CRD description that `kubectl explain` prints.
 
 pub mod bgp;
+pub mod clusterinfo;
 pub mod felix;
 pub mod ipam;
 pub mod ippool;
@@ -13,6 +14,7 @@ pub mod node;
 pub mod nodestate;
 
 pub use bgp::{BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec};
+pub use clusterinfo::{ClusterInformation, ClusterInformationSpec};
 pub use felix::{FelixConfiguration, FelixConfigurationSpec};
 pub use ipam::{BlockAffinity, BlockAffinitySpec, IPAMBlock, IPAMBlockSpec};
 pub use ippool::{IPPool, IPPoolSpec};

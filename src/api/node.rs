@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
     kind = "Node",
     plural = "nodes",
     status = "NodeStatus",
-    printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.bgp.asNumber"),
+    printcolumn(
+        name = "ASN",
+        type_ = "string",
+        json_path = ".status.asNumber",
+        description = "The node's AS, or the inherited cluster AS in parentheses (filled in by the operator)"
+    ),
     printcolumn(name = "IPV4", type_ = "string", json_path = ".spec.bgp.ipv4Address"),
     printcolumn(name = "IPV6", type_ = "string", json_path = ".spec.bgp.ipv6Address"),
     printcolumn(
@@ -160,4 +165,12 @@ pub struct NodeStatus {
     /// Pod CIDRs of the Kubernetes node.
     #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
     pub pod_cidrs: Vec<String>,
+    /// The TCP port this node's BIRD listens on, published by the operator (Ocelot's addition to
+    /// Calico's schema) so mesh peers dial it: confd reads it from `node.<name>` BGPConfiguration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_listen_port: Option<u16>,
+    /// The node's AS as calicoctl's ASN column shows it: its own, or the inherited cluster AS in
+    /// parentheses, e.g. `(64512)` (Ocelot's addition, for the printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<String>,
 }

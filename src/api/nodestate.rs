@@ -4,6 +4,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+
 use super::Condition;
 use super::bgp::{BGPPassword, BindMode, SourceAddress};
 
@@ -88,14 +92,24 @@ pub struct NodeBlock {
 }
 
 /// BGP settings of one node.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeBGPState {
     /// The node's AS number after defaulting.
     pub as_number: u32,
     /// The node's router ID and source address.
     #[serde(rename = "ipv4Address")]
-    pub ipv4_address: String,
+    #[schemars(with = "String")]
+    pub ipv4_address: Ipv4Addr,
+    /// The node's own subnet on the BGP interface (from `spec.bgp.ipv4Address`'s prefix), for
+    /// CrossSubnet decisions.
+    #[serde(
+        default,
+        rename = "ipv4Network",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub ipv4_network: Option<Ipv4Net>,
     /// Whether this node takes part in the node-to-node mesh.
     pub mesh: bool,
     /// TCP port BIRD listens on.
@@ -126,9 +140,34 @@ pub struct NodeBGPState {
     /// Password of the mesh sessions (a Secret reference the agent resolves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_mesh_password: Option<BGPPassword>,
-    /// Graceful-restart time of the mesh sessions, a duration such as 120s.
+    /// Graceful-restart time of the mesh sessions in seconds (BGPConfiguration
+    /// `nodeMeshMaxRestartTime`, rounded as Calico rounds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_mesh_max_restart_time: Option<String>,
+    pub node_mesh_restart_seconds: Option<u32>,
+    /// Communities to attach to advertised prefixes (BGPConfiguration `prefixAdvertisements`, with
+    /// community names resolved to values; `node.<name>` replaces `default`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_advertisements: Vec<PrefixCommunities>,
+    /// Service address ranges this node advertises (serviceClusterIPs, serviceExternalIPs,
+    /// serviceLoadBalancerIPs of BGPConfiguration `default`; IPv4 only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub service_cidrs: Vec<Ipv4Net>,
+}
+
+/// Communities attached to one advertised prefix.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixCommunities {
+    /// The prefix (routes inside it get the communities).
+    #[schemars(with = "String")]
+    pub cidr: Ipv4Net,
+    /// Standard communities `[asn, value]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standard: Vec<[u16; 2]>,
+    /// Large communities `[global, local1, local2]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large: Vec<[u32; 3]>,
 }
 
 /// The kind of a BGP session, spelled as `calicoctl node status` prints it.
@@ -160,7 +199,7 @@ pub enum PeerType {
 }
 
 /// One explicit BGP session of the node.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BGPPeerTarget {
     /// BIRD protocol name, e.g. Global_198_19_15_254.
@@ -169,7 +208,8 @@ pub struct BGPPeerTarget {
     pub source: String,
     /// Peer address.
     #[serde(rename = "peerIP")]
-    pub peer_ip: String,
+    #[schemars(with = "String")]
+    pub peer_ip: IpAddr,
     /// Peer port, when not 179.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -195,9 +235,12 @@ pub struct BGPPeerTarget {
     /// Session password (a Secret reference the agent resolves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<BGPPassword>,
-    /// Graceful-restart time, a duration such as 120s.
+    /// Graceful-restart time in seconds (BGPPeer `maxRestartTime`, rounded as Calico rounds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_restart_time: Option<String>,
+    pub restart_seconds: Option<u32>,
+    /// BGP keepalive time in seconds (BGPPeer `keepaliveTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_seconds: Option<u32>,
     /// Accept routes with the local AS in their path up to this many times.
     #[serde(
         default,
@@ -207,7 +250,8 @@ pub struct BGPPeerTarget {
     pub num_allowed_local_as_numbers: Option<i32>,
     /// Gateway through which the peer is reached (a static /32 route to the peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reachable_by: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub reachable_by: Option<IpAddr>,
     /// Local AS of this session when it differs from the node's.
     #[serde(
         default,
@@ -215,6 +259,54 @@ pub struct BGPPeerTarget {
         skip_serializing_if = "Option::is_none"
     )]
     pub local_as_number: Option<u32>,
+}
+
+// No derived Default: an address has none. These defaults exist for struct-update syntax in
+// builders and tests; every real value sets the addresses.
+impl Default for NodeBGPState {
+    fn default() -> Self {
+        NodeBGPState {
+            as_number: 0,
+            ipv4_address: Ipv4Addr::UNSPECIFIED,
+            ipv4_network: None,
+            mesh: false,
+            listen_port: 0,
+            log_severity: None,
+            peers: Vec::new(),
+            default_as_number: 0,
+            route_reflector_cluster_id: None,
+            bind_mode: None,
+            ignored_interfaces: Vec::new(),
+            node_mesh_password: None,
+            node_mesh_restart_seconds: None,
+            prefix_advertisements: Vec::new(),
+            service_cidrs: Vec::new(),
+        }
+    }
+}
+
+impl Default for BGPPeerTarget {
+    fn default() -> Self {
+        BGPPeerTarget {
+            name: String::new(),
+            source: String::new(),
+            peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: None,
+            as_number: 0,
+            peer_type: PeerType::default(),
+            keep_original_next_hop: false,
+            ttl_security: None,
+            passive: false,
+            route_reflector_client: false,
+            source_address: None,
+            password: None,
+            restart_seconds: None,
+            keepalive_seconds: None,
+            num_allowed_local_as_numbers: None,
+            reachable_by: None,
+            local_as_number: None,
+        }
+    }
 }
 
 /// Dataplane settings of one node after merging FelixConfiguration objects and defaults.
@@ -252,6 +344,10 @@ pub struct DataplaneSettings {
     /// Prefix of host-side pod interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface_prefix: Option<String>,
+    /// Route protocol of the host routes to pods (FelixConfiguration `deviceRouteProtocol`,
+    /// default 3, `boot`, which `ip route` does not print).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_route_protocol: Option<u8>,
 }
 
 /// What the node's agent reports. Written only by that node's agent.

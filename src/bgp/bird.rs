@@ -6,6 +6,10 @@
 //!   block, so nothing depends on how BIRD 2 merges a template's channel into a protocol's;
 //! - the kernel export filter accepts only static (own blackholes) and BGP routes: with `learn` on,
 //!   BIRD sees every alien kernel route, and none of those may be written back;
+//! - BIRD 2 has no `krt_tunnel`: an IP-in-IP route is sent to the kernel as `ifname = "tunl0";
+//!   onlink = true;`, which gives the same `via <node> dev tunl0 onlink` route;
+//! - the kernel protocol exports with `metric 0`, so `ip route` prints the seed's lines (BIRD 2's
+//!   default metric 32 would add `metric 32`);
 //! - Calico's `listen bgp [address A] [port P]` (BIRD 1) becomes `local port P` and `strict bind on`;
 //! - `timeformat protocol iso short`, so `show protocols` prints HH:MM:SS as calicoctl shows it.
 use std::collections::BTreeMap;
@@ -14,17 +18,24 @@ use std::fmt::Write as _;
 use ipnet::Ipv4Net;
 
 use crate::api::bgp::{BindMode, SourceAddress};
+use crate::api::ippool::EncapMode;
 use crate::api::nodestate::{BGPPeerTarget, NodeBGPState};
 
-use super::expand::DEFAULT_LISTEN_PORT;
+use super::view::DEFAULT_LISTEN_PORT;
 
-/// A pool as the export filter sees it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A pool as the export and kernel filters see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExportPool {
     /// The pool CIDR: routes inside it are advertised.
     pub cidr: Ipv4Net,
     /// `disableBGPExport`: routes inside it are never advertised.
     pub disable_bgp_export: bool,
+    /// `ipipMode`: learned routes inside it go to the kernel through `tunl0` (Always), or through
+    /// `tunl0` only when the next hop is off this node's subnet (CrossSubnet).
+    pub ipip_mode: EncapMode,
+    /// `vxlanMode` other than Never: its routes are never sent to the kernel (the agent programs
+    /// VXLAN routes itself, as Felix does).
+    pub vxlan_mode: EncapMode,
 }
 
 /// Everything one node's bird.conf is made of.
@@ -68,38 +79,6 @@ fn quote(s: &str, what: impl FnOnce() -> String) -> Result<String, BirdConfigErr
     Ok(format!("\"{s}\""))
 }
 
-/// Seconds in a Go-style duration (`120s`, `2m`, `1h30m`, `1500ms`); None when unparsable.
-pub fn duration_seconds(d: &str) -> Option<u64> {
-    let mut total_ms: u64 = 0;
-    let mut rest = d.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return None,
-        };
-        total_ms = total_ms.checked_add(n.checked_mul(ms)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total_ms.div_ceil(1_000))
-}
-
 fn debug_line(severity: Option<&str>) -> Option<&'static str> {
     match severity.map(str::to_ascii_lowercase).as_deref() {
         Some("debug") => Some("debug all;"),
@@ -112,7 +91,7 @@ fn debug_line(severity: Option<&str>) -> Option<&'static str> {
 /// same input, in any order, gives the same bytes. Fails only on a string BIRD cannot quote.
 pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigError> {
     let bgp = &input.bgp;
-    let ip = bgp.ipv4_address.as_str();
+    let ip = bgp.ipv4_address;
     let mut blocks: Vec<Ipv4Net> = input.blocks.iter().map(Ipv4Net::trunc).collect();
     blocks.sort();
     blocks.dedup();
@@ -143,9 +122,43 @@ pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigErr
         "# Only own blackholes (static) and learned routes (BGP) go to the kernel."
     );
     let _ = writeln!(w, "filter calico_kernel_programming {{");
+    for cidr in &bgp.service_cidrs {
+        let _ = writeln!(
+            w,
+            "  if ( net ~ {cidr} ) then {{ reject; }} # advertised service range, not a kernel route"
+        );
+    }
+    for p in &pools {
+        kernel_pool_rule(w, p, bgp.ipv4_network);
+    }
     let _ = writeln!(w, "  if source = RTS_BGP then accept;");
     let _ = writeln!(w, "  if source = RTS_STATIC then accept;");
     let _ = writeln!(w, "  reject;");
+    let _ = writeln!(w, "}}");
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "# Communities for advertised prefixes (BGPConfiguration prefixAdvertisements)."
+    );
+    let _ = writeln!(w, "function apply_communities() {{");
+    for pa in &bgp.prefix_advertisements {
+        let mut adds: Vec<String> = pa
+            .standard
+            .iter()
+            .map(|[a, b]| format!("bgp_community.add(({a}, {b}));"))
+            .collect();
+        adds.extend(
+            pa.large
+                .iter()
+                .map(|[a, b, c]| format!("bgp_large_community.add(({a}, {b}, {c}));")),
+        );
+        let _ = writeln!(
+            w,
+            "  if ( net ~ {} ) then {{ {} }}",
+            pa.cidr,
+            adds.join(" ")
+        );
+    }
     let _ = writeln!(w, "}}");
     let _ = writeln!(w);
     let _ = writeln!(
@@ -179,7 +192,14 @@ pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigErr
         "  if ( internal_peer && (ifname ~ \"*.cali\" || ifname ~ \"*.calico\") ) then {{ reject; }}"
     );
     let _ = writeln!(w, "  if ( ifname ~ \"bpf*.cali\" ) then {{ reject; }}");
+    let _ = writeln!(w, "  apply_communities();");
     let _ = writeln!(w, "  calico_aggr();");
+    for cidr in &bgp.service_cidrs {
+        let _ = writeln!(
+            w,
+            "  if ( net ~ {cidr} ) then {{ accept; }} # service range"
+        );
+    }
     for p in pools.iter().filter(|p| !p.disable_bgp_export) {
         let _ = writeln!(w, "  if ( net ~ {} ) then {{ accept; }}", p.cidr);
     }
@@ -216,6 +236,10 @@ pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigErr
     let _ = writeln!(w, "}}");
     let _ = writeln!(w);
     let _ = writeln!(w, "protocol kernel {{");
+    let _ = writeln!(
+        w,
+        "  metric 0; # as Calico's routes: ip route shows no metric"
+    );
     let _ = writeln!(w, "  ipv4 {{");
     let _ = writeln!(w, "    import all;");
     let _ = writeln!(w, "    export filter calico_kernel_programming;");
@@ -238,10 +262,15 @@ pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigErr
         .filter(|b| b.prefix_len() < 32)
         .map(|b| format!("  route {b} blackhole;"))
         .collect();
+    statics.extend(
+        bgp.service_cidrs
+            .iter()
+            .map(|c| format!("  route {c} blackhole;")),
+    );
     let mut reach: Vec<String> = explicit
         .iter()
         .filter_map(|s| {
-            let gw = s.reachable_by.as_deref()?;
+            let gw = s.reachable_by?;
             Some(format!("  route {}/32 via {gw};", s.peer_ip))
         })
         .collect();
@@ -336,8 +365,11 @@ fn session(
         let _ = writeln!(w, "  rr client;");
         let _ = writeln!(w, "  rr cluster id {cid};");
     }
-    if let Some(secs) = s.max_restart_time.as_deref().and_then(duration_seconds) {
+    if let Some(secs) = s.restart_seconds {
         let _ = writeln!(w, "  graceful restart time {secs};");
+    }
+    if let Some(secs) = s.keepalive_seconds.filter(|s| *s > 0) {
+        let _ = writeln!(w, "  keepalive time {secs};");
     }
     if let Some(n) = s.num_allowed_local_as_numbers.filter(|n| *n > 0) {
         let _ = writeln!(w, "  allow local as {n};");
@@ -363,4 +395,34 @@ fn session(
     let _ = writeln!(w, "  }};");
     let _ = writeln!(w, "}}");
     Ok(())
+}
+
+/// One pool's line in `calico_kernel_programming`, as Calico's `bird_ipam.cfg` template writes it.
+fn kernel_pool_rule(w: &mut String, p: &ExportPool, network: Option<Ipv4Net>) {
+    if p.vxlan_mode != EncapMode::Never {
+        let _ = writeln!(
+            w,
+            "  if ( net ~ {} ) then {{ reject; }} # VXLAN: the agent programs these routes",
+            p.cidr
+        );
+        return;
+    }
+    match (p.ipip_mode, network) {
+        (EncapMode::Never, _) => {}
+        (EncapMode::CrossSubnet, Some(net)) => {
+            let _ = writeln!(
+                w,
+                "  if ( net ~ {} && source = RTS_BGP ) then {{ if !( defined(bgp_next_hop) && bgp_next_hop ~ {net} ) then {{ ifname = \"tunl0\"; onlink = true; }} accept; }} # IPIP CrossSubnet",
+                p.cidr
+            );
+        }
+        // Always, or CrossSubnet without a known subnet (every next hop counts as remote).
+        _ => {
+            let _ = writeln!(
+                w,
+                "  if ( net ~ {} && source = RTS_BGP ) then {{ ifname = \"tunl0\"; onlink = true; accept; }} # IPIP",
+                p.cidr
+            );
+        }
+    }
 }

@@ -12,15 +12,20 @@
 //! [`NodeBGPState`]: crate::api::nodestate::NodeBGPState
 
 pub mod bird;
+pub mod columns;
 pub mod expand;
 pub mod status;
+pub mod support;
+pub mod view;
 
 pub use crate::api::nodestate::{BGPPeerTarget as Session, PeerType};
 pub use bird::{BirdConfigError, ExportPool, NodeBirdInput, render_bird_config};
 pub use expand::{
-    BgpInputs, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, mesh_sessions, node_bgp_state,
+    BgpInputs, DEFAULT_AS_NUMBER, mesh_sessions, mesh_sessions_of, node_bgp_state,
+    node_bgp_state_in,
 };
 pub use status::{parse_birdc_protocols, render_bgp_status, render_peer_table};
+pub use view::{BgpNode, BgpView, DEFAULT_LISTEN_PORT, ParsedPeer, SliceView, node_ipv4_net};
 
 impl PeerType {
     /// The BIRD protocol-name prefix Calico uses for this kind of session.
@@ -52,12 +57,13 @@ impl PeerType {
     }
 }
 
-/// Calico's BIRD protocol name: `<Prefix>_<ip with . as _>`, plus `_port_<N>` for a non-179 port.
-pub fn protocol_name(peer_type: PeerType, ip: &str, port: Option<u16>) -> String {
+/// Calico's BIRD protocol name: `<Prefix>_<ip with . as _>`, plus `_port_<N>` for a non-179 port
+/// (mesh sessions never carry the port suffix: pass None for them).
+pub fn protocol_name(peer_type: PeerType, ip: &std::net::IpAddr, port: Option<u16>) -> String {
     let mut name = format!(
         "{}_{}",
         peer_type.protocol_prefix(),
-        ip.replace(['.', ':'], "_")
+        ip.to_string().replace(['.', ':'], "_")
     );
     if let Some(p) = port {
         name.push_str(&format!("_port_{p}"));

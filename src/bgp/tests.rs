@@ -5,25 +5,7 @@ use crate::api::bgp::{BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSp
 use crate::api::node::{Node, NodeBGPSpec, NodeSpec};
 use crate::api::nodestate::{BGPPeerStatusEntry, NodeBGPState};
 
-fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
-    let mut n = Node::new(
-        name,
-        NodeSpec {
-            bgp: Some(NodeBGPSpec {
-                ipv4_address: Some(format!("{ip}/20")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    n.metadata.labels = Some(
-        labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    n
-}
+use crate::testutil::calico_node as node;
 
 fn with_bgp(mut n: Node, f: impl FnOnce(&mut NodeBGPSpec)) -> Node {
     f(n.spec.bgp.as_mut().expect("bgp"));
@@ -84,7 +66,7 @@ fn seed_node1_meshes_with_control_and_node2_and_peers_with_host1() {
     let s = state("node1", &[], &seed_peers(), &nodes);
     assert_eq!(s.as_number, 64512);
     assert_eq!(s.default_as_number, 64512);
-    assert_eq!(s.ipv4_address, "198.19.0.2");
+    assert_eq!(s.ipv4_address.to_string(), "198.19.0.2");
     assert_eq!(s.listen_port, 179);
     assert_eq!(s.log_severity.as_deref(), Some("Info"));
     assert!(s.mesh);
@@ -153,10 +135,74 @@ fn as_number_listen_port_and_log_severity_defaults_and_overrides() {
         (b.as_number, b.listen_port, b.log_severity.as_deref()),
         (65000, 1791, Some("Debug"))
     );
-    // The mesh peer keeps its own AS; the port is not 179 so the name carries it.
+    // The mesh peer keeps its own AS. As confd renders it, a mesh session is `Mesh_<ip>` whatever
+    // the port, and dials the *other* node's listen port (published in its Calico Node), not b's.
     let m = mesh_sessions(&b, &nodes);
-    assert_eq!(names(&m), ["Mesh_10_0_0_1_port_1791"]);
-    assert_eq!(m[0].as_number, 65010);
+    assert_eq!(names(&m), ["Mesh_10_0_0_1"]);
+    assert_eq!((m[0].as_number, m[0].port), (65010, None));
+    let mut published = nodes.clone();
+    published[0].status = Some(crate::api::node::NodeStatus {
+        bgp_listen_port: Some(a.listen_port),
+        ..Default::default()
+    });
+    let m = mesh_sessions(&b, &published);
+    assert_eq!(names(&m), ["Mesh_10_0_0_1"]);
+    assert_eq!(m[0].port, Some(1790), "a listens on 1790 (default config)");
+}
+
+#[test]
+fn peer_selector_without_local_nodes_is_a_global_peer() {
+    let nodes = vec![
+        node("node1", "10.0.0.1", &[]),
+        node("rr", "10.0.0.9", &[("rr", "true")]),
+    ];
+    let peers = vec![peer(
+        "to-rr",
+        BGPPeerSpec {
+            peer_selector: Some("rr == 'true'".into()),
+            keep_original_next_hop: true,
+            num_allowed_local_as_numbers: Some(3),
+            max_restart_time: Some("1.5m".into()),
+            ..Default::default()
+        },
+    )];
+    let n1 = state("node1", &[], &peers, &nodes);
+    assert_eq!(names(&n1.peers), ["Global_10_0_0_9"]);
+    let s = &n1.peers[0];
+    assert_eq!(s.peer_type, PeerType::Global);
+    assert_eq!(s.restart_seconds, Some(90), "1.5m is 90 s, not dropped");
+    assert!(
+        !s.keep_original_next_hop && s.num_allowed_local_as_numbers.is_none(),
+        "peerSelector sessions do not copy keepOriginalNextHop or numAllowedLocalASNumbers"
+    );
+    // The selected node peers back with every node: a node-specific (reverse) session.
+    let rr = state("rr", &[], &peers, &nodes);
+    assert_eq!(names(&rr.peers), ["Node_10_0_0_1"]);
+}
+
+#[test]
+fn peer_ip_sessions_carry_every_option_and_round_restart_time() {
+    let nodes = seed_nodes();
+    let peers = vec![peer(
+        "tor",
+        BGPPeerSpec {
+            peer_ip: Some("10.9.9.9:1790".into()),
+            as_number: Some(65001),
+            keep_original_next_hop: true,
+            num_allowed_local_as_numbers: Some(2),
+            max_restart_time: Some("2.5s".into()),
+            keepalive_time: Some("20s".into()),
+            ..Default::default()
+        },
+    )];
+    let s = &state("node1", &[], &peers, &nodes).peers[0];
+    assert_eq!(s.name, "Global_10_9_9_9_port_1790");
+    assert_eq!(s.port, Some(1790));
+    assert!(s.keep_original_next_hop);
+    assert_eq!(s.num_allowed_local_as_numbers, Some(2));
+    assert_eq!(s.restart_seconds, Some(3), "math.Round(2.5) = 3");
+    assert_eq!(s.keepalive_seconds, Some(20));
+    assert!(!s.passive, "not a Calico node: node1 dials");
 }
 
 #[test]
@@ -247,14 +293,17 @@ fn route_reflector_clients_peer_with_reflectors_and_reflectors_peer_back() {
     let client = |ip: &str| {
         rr1.peers
             .iter()
-            .find(|p| p.peer_ip == ip)
+            .find(|p| p.peer_ip.to_string() == ip)
             .expect(ip)
             .route_reflector_client
     };
     // Reflectors sharing a cluster ID are not each other's clients; the ordinary nodes are clients.
     assert!(!client("10.0.0.2"));
     assert!(client("10.0.0.3") && client("10.0.0.4"));
-    assert!(rr1.peers.iter().all(|p| p.passive));
+    assert!(
+        rr1.peers.iter().all(|p| !p.passive),
+        "Node_ sessions are never passive: both ends dial, as confd renders them"
+    );
 
     let conf = render(&NodeBirdInput {
         node: "rr1".into(),
@@ -340,10 +389,12 @@ fn peer_selector_gives_forward_and_reverse_peerings() {
     )];
     let n1 = state("node1", &[], &peers, &nodes);
     assert_eq!(names(&n1.peers), ["Node_10_0_0_9"]);
-    assert!(n1.peers[0].passive);
     let edge = state("edge", &[], &peers, &nodes);
     assert_eq!(names(&edge.peers), ["Node_10_0_0_1"]);
-    assert!(!edge.peers[0].passive);
+    assert!(
+        !n1.peers[0].passive && !edge.peers[0].passive,
+        "node-specific sessions are never passive: both ends dial, as confd renders them"
+    );
     assert_eq!(edge.peers[0].source, "node1-to-edge");
     assert!(state("node2", &[], &peers, &nodes).peers.is_empty());
 }
@@ -364,7 +415,10 @@ fn peer_ip_of_a_calico_node_gets_the_reverse_peering_unless_manual_or_explicit()
     let b = state("b", &[], &[peer("a-to-b", forward.clone())], &nodes);
     assert_eq!(names(&b.peers), ["Node_10_0_0_1"]);
     assert_eq!(b.peers[0].as_number, 64512);
-    assert!(b.peers[0].keep_original_next_hop, "eBGP in both directions");
+    assert!(
+        !b.peers[0].keep_original_next_hop,
+        "a reverse peering does not copy keepOriginalNextHop"
+    );
 
     // The AS must match too: otherwise peerIP is not that Calico node.
     forward.as_number = Some(65003);
@@ -501,10 +555,12 @@ fn seed_bird_input(name: &str) -> NodeBirdInput {
             ExportPool {
                 cidr: "198.19.24.0/21".parse().expect("cidr"),
                 disable_bgp_export: false,
+                ..Default::default()
             },
             ExportPool {
                 cidr: "198.19.16.0/21".parse().expect("cidr"),
                 disable_bgp_export: false,
+                ..Default::default()
             },
         ],
         interface: Some("ens4".into()),
@@ -572,6 +628,7 @@ fn bird_config_options_from_peers_and_configuration() {
         pools: vec![ExportPool {
             cidr: "198.19.24.0/21".parse().expect("cidr"),
             disable_bgp_export: true,
+            ..Default::default()
         }],
         passwords,
         ..Default::default()
@@ -598,15 +655,6 @@ fn bird_config_options_from_peers_and_configuration() {
         .nth(1)
         .expect("tor session");
     assert!(!tor.contains("source address"), "sourceAddress None\n{c}");
-}
-
-#[test]
-fn durations() {
-    assert_eq!(bird::duration_seconds("120s"), Some(120));
-    assert_eq!(bird::duration_seconds("1h2m3s"), Some(3723));
-    assert_eq!(bird::duration_seconds("1500ms"), Some(2));
-    assert_eq!(bird::duration_seconds("2x"), None);
-    assert_eq!(bird::duration_seconds(""), None);
 }
 
 fn entry(
@@ -790,5 +838,61 @@ fn strings_bird_cannot_quote_are_refused_not_mangled() {
     assert!(
         !err.to_string().contains("a\"b"),
         "the error never shows the secret"
+    );
+}
+
+#[test]
+fn kernel_filter_follows_calicos_pool_rules() {
+    use crate::api::ippool::EncapMode;
+    let mut input = seed_bird_input("node1");
+    input.pools = vec![
+        ExportPool {
+            cidr: "198.19.16.0/21".parse().unwrap(),
+            ipip_mode: EncapMode::Always,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.24.0/21".parse().unwrap(),
+            ipip_mode: EncapMode::CrossSubnet,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.40.0/21".parse().unwrap(),
+            vxlan_mode: EncapMode::CrossSubnet,
+            ..Default::default()
+        },
+        ExportPool {
+            cidr: "198.19.48.0/21".parse().unwrap(),
+            ..Default::default()
+        },
+    ];
+    let c = render(&input);
+    let filter: Vec<&str> = c
+        .split("filter calico_kernel_programming {")
+        .nth(1)
+        .unwrap()
+        .split("\n}")
+        .next()
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        filter,
+        [
+            "if ( net ~ 198.19.16.0/21 && source = RTS_BGP ) then { ifname = \"tunl0\"; onlink = true; accept; } # IPIP",
+            // CrossSubnet: through tunl0 only when the next hop is off node1's 198.19.0.0/20.
+            "if ( net ~ 198.19.24.0/21 && source = RTS_BGP ) then { if !( defined(bgp_next_hop) && bgp_next_hop ~ 198.19.0.0/20 ) then { ifname = \"tunl0\"; onlink = true; } accept; } # IPIP CrossSubnet",
+            "if ( net ~ 198.19.40.0/21 ) then { reject; } # VXLAN: the agent programs these routes",
+            "if source = RTS_BGP then accept;",
+            "if source = RTS_STATIC then accept;",
+            "reject;",
+        ],
+        "{c}"
+    );
+    assert!(
+        c.contains("  metric 0; #"),
+        "kernel routes without metric 32"
     );
 }

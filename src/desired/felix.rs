@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::api::FelixConfigurationSpec;
 use crate::api::nodestate::DataplaneSettings;
+use crate::values::GoDuration;
 
 /// Merges `default` and the node's `node.<name>` object field by field (node wins).
 pub fn merge_felix(
@@ -33,6 +34,8 @@ pub struct DataplaneDefaults {
     pub wireguard_routing_rule_priority: i32,
     /// `interfacePrefix`.
     pub interface_prefix: &'static str,
+    /// `deviceRouteProtocol`.
+    pub device_route_protocol: u8,
 }
 
 /// The values Calico uses when a field is unset everywhere.
@@ -41,46 +44,32 @@ pub const DEFAULTS: DataplaneDefaults = DataplaneDefaults {
     wireguard_interface_name: "wireguard.cali",
     wireguard_routing_rule_priority: 99,
     interface_prefix: "cali",
+    device_route_protocol: crate::routes::RTPROT_BOOT,
 };
 
-/// First routing table index for WireGuard: the first of `routeTableRanges` (default 1-250).
+/// The kernel's own routing tables (local 255, main 254, default 253): never handed out, even when
+/// a `routeTableRanges` entry spans them (Felix skips them rather than refusing the range).
+const KERNEL_TABLES: std::ops::RangeInclusive<i64> = 253..=255;
+
+/// First routing table index for WireGuard: the first usable table of `routeTableRanges`
+/// (default 1-250), skipping the kernel's tables.
 fn wireguard_table(spec: &FelixConfigurationSpec) -> i64 {
     let ranges = spec
         .route_table_ranges
         .clone()
         .or_else(|| spec.route_table_range.map(|r| vec![r]));
-    ranges.and_then(|r| r.first().map(|r| r.min)).unwrap_or(1)
-}
-
-/// Seconds of a Go duration such as `25s`, `1m30s` or `0` (fractions are truncated).
-pub fn duration_seconds(d: &str) -> Option<u32> {
-    if d == "0" {
-        return Some(0);
-    }
-    let (mut total, mut num) = (0f64, String::new());
-    let mut chars = d.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if matches!((c, chars.peek()), ('m' | 'u' | 'n' | 'µ', Some('s'))) {
-            unit.push(chars.next()?);
-        }
-        let scale = match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += num.parse::<f64>().ok()? * scale;
-        num.clear();
-    }
-    num.is_empty().then_some(total as u32)
+    ranges
+        .into_iter()
+        .flatten()
+        .find_map(|r| {
+            let first = if KERNEL_TABLES.contains(&r.min) {
+                256
+            } else {
+                r.min
+            };
+            (first <= r.max).then_some(first)
+        })
+        .unwrap_or(1)
 }
 
 /// The dataplane settings of one node from its merged FelixConfiguration, defaults applied.
@@ -110,8 +99,8 @@ pub fn dataplane_settings(merged: &FelixConfigurationSpec) -> DataplaneSettings 
             merged
                 .wireguard_keep_alive
                 .as_deref()
-                .and_then(duration_seconds)
-                .unwrap_or(0),
+                .and_then(|d| GoDuration::parse(d).ok())
+                .map_or(0, GoDuration::truncated_seconds),
         ),
         pod_mtu: Some(0),
         interface_prefix: Some(
@@ -119,6 +108,13 @@ pub fn dataplane_settings(merged: &FelixConfigurationSpec) -> DataplaneSettings 
                 .interface_prefix
                 .clone()
                 .unwrap_or_else(|| d.interface_prefix.into()),
+        ),
+        // Out-of-range values (the CRD allows any int) fall back to Felix's default.
+        device_route_protocol: Some(
+            merged
+                .device_route_protocol
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(d.device_route_protocol),
         ),
     }
 }
@@ -168,6 +164,7 @@ mod tests {
         assert_eq!(on.wireguard_routing_rule_priority, Some(99));
         assert_eq!(on.wireguard_routing_table, Some(1));
         assert_eq!(on.interface_prefix.as_deref(), Some("cali"));
+        assert_eq!(on.device_route_protocol, Some(3), "Felix's default: boot");
     }
 
     #[test]
@@ -180,14 +177,33 @@ mod tests {
         let d = dataplane_settings(&s);
         assert_eq!(d.wireguard_routing_table, Some(10));
         assert_eq!(d.wireguard_keep_alive_seconds, Some(90));
-        assert_eq!(duration_seconds("25s"), Some(25));
-        assert_eq!(duration_seconds("1.5h"), Some(5400));
-        assert_eq!(duration_seconds("500ms"), Some(0));
-        assert_eq!(duration_seconds("forever"), None);
+        let keepalive = |v: &str| {
+            dataplane_settings(&FelixConfigurationSpec {
+                wireguard_keep_alive: Some(v.into()),
+                ..Default::default()
+            })
+            .wireguard_keep_alive_seconds
+        };
+        assert_eq!(keepalive("1.5h"), Some(5400));
+        assert_eq!(keepalive("500ms"), Some(0));
+        assert_eq!(keepalive("forever"), Some(0), "unparsable: off");
+    }
+
+    #[test]
+    fn routing_table_skips_the_kernel_tables() {
+        let table = |min, max| {
+            dataplane_settings(&FelixConfigurationSpec {
+                route_table_ranges: Some(vec![RouteTableRange { min, max }]),
+                ..Default::default()
+            })
+            .wireguard_routing_table
+        };
+        assert_eq!(table(253, 300), Some(256));
+        assert_eq!(table(250, 300), Some(250));
         assert_eq!(
-            duration_seconds("10"),
-            None,
-            "a number without unit is not a duration"
+            table(253, 255),
+            Some(1),
+            "nothing usable: the default table 1"
         );
     }
 }

@@ -1,268 +1,15 @@
 //! The block model: one-to-one with the IPAMBlock CRD spec, but with ordinals, free list and
 //! attribute reference counts in forms that make assign and release O(1) to O(block size).
-use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
 use ipnet::IpNet;
 
-use super::{Family, IpamError, addr_to_u128, parse_rfc3339_secs, rfc3339_secs, u128_to_addr};
-use crate::api::ipam::{AllocationAttribute, IPAMBlockSpec};
-
-/// Secondary attribute keys Calico writes (libcalico-go ipam `Attribute*`).
-pub const ATTR_NODE: &str = "node";
-/// Pod namespace.
-pub const ATTR_NAMESPACE: &str = "namespace";
-/// Pod name.
-pub const ATTR_POD: &str = "pod";
-/// UTC time of assignment.
-pub const ATTR_TIMESTAMP: &str = "timestamp";
-/// Allocation type; set for tunnel addresses (`wireguardTunnelAddress`, ...).
-pub const ATTR_TYPE: &str = "type";
-
-/// The part of an allocation record that many records repeat: every secondary attribute except
-/// `pod` and a `timestamp` in our own form (node, namespace, type, anything else). Interned by the
-/// engine, so a node's pods in one namespace share one of these.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Shared {
-    /// Sorted by key, keys unique.
-    pairs: Box<[(Arc<str>, Arc<str>)]>,
-    /// The record's `timestamp` is [`Attr::stamp`] printed as RFC 3339.
-    stamped: bool,
-}
-
-/// An allocation record, compacted (48 bytes plus the handle and pod name): the handle here is the
-/// only copy the engine keeps (its handle index points at records), the repeated attributes are
-/// interned, and the timestamp is kept as a number and printed only when a spec is rendered.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Attr {
-    /// Handle ID, e.g. `k8s-pod-network.<containerID>`; None on records written without one.
-    pub handle: Option<Box<str>>,
-    shared: Arc<Shared>,
-    pod: Option<Box<str>>,
-    /// Seconds since the epoch when `shared.stamped`, else 0 (so equal records compare equal).
-    stamp: u64,
-}
-
-impl Attr {
-    /// Build from a handle and key/value pairs (any order; a repeated key keeps its first value).
-    pub fn new(
-        handle: Option<&str>,
-        secondary: impl IntoIterator<Item = (String, String)>,
-    ) -> Attr {
-        let pairs: Vec<(String, String)> = secondary.into_iter().collect();
-        Attr::build(
-            handle.map(Box::from),
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            &mut Interner::default(),
-        )
-    }
-
-    /// Build a record, sharing strings and the repeated part through `interner`.
-    pub(crate) fn build<'a>(
-        handle: Option<Box<str>>,
-        secondary: impl IntoIterator<Item = (&'a str, &'a str)>,
-        interner: &mut Interner,
-    ) -> Attr {
-        let mut rest: Vec<(&str, &str)> = Vec::new();
-        let (mut pod, mut stamp) = (None, None);
-        for (k, v) in secondary {
-            if rest.iter().any(|(rk, _)| *rk == k)
-                || (k == ATTR_POD && pod.is_some())
-                || (k == ATTR_TIMESTAMP && stamp.is_some())
-            {
-                continue;
-            }
-            match k {
-                ATTR_POD => pod = Some(v),
-                ATTR_TIMESTAMP => match parse_rfc3339_secs(v) {
-                    Some(secs) => stamp = Some(secs),
-                    // Someone else's format: kept verbatim.
-                    None => rest.push((k, v)),
-                },
-                _ => rest.push((k, v)),
-            }
-        }
-        rest.sort_unstable();
-        Attr::from_parts(handle, &rest, pod, stamp, interner)
-    }
-
-    /// Build from parts already split: `pairs` sorted by key, unique, without `pod`, and without
-    /// `timestamp` when `stamp` (seconds since the epoch) is given. The assignment hot path.
-    pub(crate) fn from_parts(
-        handle: Option<Box<str>>,
-        pairs: &[(&str, &str)],
-        pod: Option<&str>,
-        stamp: Option<u64>,
-        interner: &mut Interner,
-    ) -> Attr {
-        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
-        Attr {
-            handle,
-            shared: interner.shared(pairs, stamp.is_some()),
-            pod: pod.map(Box::from),
-            stamp: stamp.unwrap_or(0),
-        }
-    }
-
-    /// A secondary attribute by key.
-    pub fn get(&self, key: &str) -> Option<Cow<'_, str>> {
-        match key {
-            ATTR_POD => self.pod.as_deref().map(Cow::Borrowed),
-            ATTR_TIMESTAMP if self.shared.stamped => Some(Cow::Owned(rfc3339_secs(self.stamp))),
-            _ => self.text(key).map(Cow::Borrowed),
-        }
-    }
-
-    /// A secondary attribute kept as text: any key but `pod` and a timestamp in RFC 3339 form.
-    fn text(&self, key: &str) -> Option<&str> {
-        let p = &self.shared.pairs;
-        p.binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*p[i].1)
-    }
-
-    /// The `node` attribute.
-    pub fn node(&self) -> Option<&str> {
-        self.text(ATTR_NODE)
-    }
-
-    /// The `namespace` attribute.
-    pub fn namespace(&self) -> Option<&str> {
-        self.text(ATTR_NAMESPACE)
-    }
-
-    /// The `pod` attribute.
-    pub fn pod(&self) -> Option<&str> {
-        self.pod.as_deref()
-    }
-
-    /// The `type` attribute (set on tunnel addresses).
-    pub fn kind(&self) -> Option<&str> {
-        self.text(ATTR_TYPE)
-    }
-
-    /// The handle as a string slice.
-    pub fn handle(&self) -> Option<&str> {
-        self.handle.as_deref()
-    }
-
-    /// All secondary attributes, unordered.
-    pub fn secondary(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
-        let pod = self.pod.as_deref().map(|p| (ATTR_POD, Cow::Borrowed(p)));
-        let stamp = self
-            .shared
-            .stamped
-            .then(|| (ATTR_TIMESTAMP, Cow::Owned(rfc3339_secs(self.stamp))));
-        self.shared
-            .pairs
-            .iter()
-            .map(|(k, v)| (&**k, Cow::Borrowed(&**v)))
-            .chain(pod)
-            .chain(stamp)
-    }
-
-    fn from_api(a: &AllocationAttribute, interner: &mut Interner) -> Attr {
-        Attr::build(
-            a.handle_id.as_deref().map(Box::from),
-            a.secondary.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            interner,
-        )
-    }
-
-    fn to_api(&self) -> AllocationAttribute {
-        AllocationAttribute {
-            handle_id: self.handle.as_deref().map(str::to_string),
-            secondary: self
-                .secondary()
-                .map(|(k, v)| (k.to_string(), v.into_owned()))
-                .collect(),
-        }
-    }
-}
-
-/// Shares the strings and record parts that repeat across allocations (node names, namespaces,
-/// attribute keys). Entries nobody else holds any more are dropped whenever the table has doubled.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Interner {
-    hasher: DefaultHashBuilder,
-    strs: HashTable<Arc<str>>,
-    shared: HashTable<Arc<Shared>>,
-    purge_at: usize,
-}
-
-impl Interner {
-    /// The shared copy of a string.
-    pub(crate) fn str(&mut self, s: &str) -> Arc<str> {
-        let h = self.hasher.hash_one(s);
-        if let Some(a) = self.strs.find(h, |a| **a == *s) {
-            return a.clone();
-        }
-        self.maybe_purge();
-        let a: Arc<str> = Arc::from(s);
-        let hasher = &self.hasher;
-        self.strs
-            .insert_unique(h, a.clone(), |a| hasher.hash_one(&**a));
-        a
-    }
-
-    /// The shared record part for sorted, key-unique `pairs`.
-    fn shared(&mut self, pairs: &[(&str, &str)], stamped: bool) -> Arc<Shared> {
-        let h = hash_pairs(&self.hasher, pairs.iter().copied(), stamped);
-        let same = |s: &Arc<Shared>| {
-            s.stamped == stamped
-                && s.pairs.len() == pairs.len()
-                && s.pairs
-                    .iter()
-                    .zip(pairs)
-                    .all(|((k, v), (pk, pv))| **k == **pk && **v == **pv)
-        };
-        if let Some(s) = self.shared.find(h, same) {
-            return s.clone();
-        }
-        self.maybe_purge();
-        let pairs = pairs
-            .iter()
-            .map(|(k, v)| (self.str(k), self.str(v)))
-            .collect();
-        let s = Arc::new(Shared { pairs, stamped });
-        let hasher = &self.hasher;
-        self.shared.insert_unique(h, s.clone(), |s| {
-            hash_pairs(hasher, s.pairs.iter().map(|(k, v)| (&**k, &**v)), s.stamped)
-        });
-        s
-    }
-
-    fn maybe_purge(&mut self) {
-        let len = self.strs.len() + self.shared.len();
-        if len < self.purge_at {
-            return;
-        }
-        // Parts first: they hold strings.
-        self.shared.retain(|s| Arc::strong_count(s) > 1);
-        self.strs.retain(|s| Arc::strong_count(s) > 1);
-        self.purge_at = (2 * (self.strs.len() + self.shared.len())).max(1024);
-    }
-}
-
-fn hash_pairs<'a>(
-    hasher: &DefaultHashBuilder,
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    stamped: bool,
-) -> u64 {
-    let mut h = hasher.build_hasher();
-    for (k, v) in pairs {
-        h.write(k.as_bytes());
-        h.write_u8(0xff);
-        h.write(v.as_bytes());
-        h.write_u8(0xff);
-    }
-    h.write_u8(u8::from(stamped));
-    h.finish()
-}
+pub(crate) use super::attr::Interner;
+pub use super::attr::{ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, ATTR_TYPE, Attr};
+use super::{Family, IpamError, addr_to_u128, u128_to_addr};
+use crate::api::ipam::IPAMBlockSpec;
 
 /// A block of addresses carved from a pool. Field meanings follow [`IPAMBlockSpec`].
 #[derive(Clone, Debug, PartialEq)]
@@ -296,21 +43,26 @@ pub fn block_name(cidr: &IpNet) -> String {
     cidr.to_string().replace(['.', ':', '/'], "-")
 }
 
-/// Object name of the BlockAffinity of a node's block: `<node>-<block name>`; names longer than 253
-/// characters are cut and get 11 hex digits of a hash appended, as Calico does (there with sha256; here
-/// with FNV-1a 64, which is enough to keep names distinct and needs no crypto dependency).
+/// Object name of the BlockAffinity of a node's block: `<node>-<block name>`. A name of 253 or more
+/// characters is built as Calico's blockAffinityClient builds it: the node name cut so the whole is
+/// 252 characters, then `-<block name>-` and the first 11 hex digits of SHA-256(`<node>+<block name>`).
 pub fn affinity_name(node: &str, cidr: &IpNet) -> String {
-    let name = format!("{node}-{}", block_name(cidr));
+    use sha2::{Digest, Sha256};
+    let cidr_name = block_name(cidr);
+    let name = format!("{node}-{cidr_name}");
     if name.len() < 253 {
         return name;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+    // Go slices bytes; node names are DNS names (ASCII), so a char boundary is only a safeguard.
+    let mut keep = 252usize
+        .saturating_sub(cidr_name.len() + 13)
+        .min(node.len());
+    while !node.is_char_boundary(keep) {
+        keep -= 1;
     }
-    let hex = format!("{h:016x}");
-    format!("{}{}", &name[..241], &hex[..11])
+    let digest = Sha256::digest(format!("{node}+{cidr_name}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{cidr_name}-{}", &node[..keep], &hex[..11])
 }
 
 /// `host:<node>` affinity string.

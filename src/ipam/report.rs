@@ -1,13 +1,12 @@
 //! Data for `ipam show` and `ipam check`, with calicoctl's numbers and number formats (§6.7, §6.8).
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::{Duration, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
-use super::gc::{GcInput, GcState, LivePod};
-use super::{Ipam, addr_to_u128};
+use super::gc::LivePod;
+use super::{Attr, Block, Ipam, POD_HANDLE_PREFIX, addr_to_u128};
 
 /// One block row of `ipam show --show-blocks`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,23 +54,30 @@ pub struct ShowReport {
 pub struct LeakedAddress {
     /// The address.
     pub address: IpAddr,
-    /// Its handle.
-    pub handle: String,
+    /// Its handle, if the record has one.
+    pub handle: Option<String>,
     /// Its block.
     pub block: IpNet,
     /// `namespace/pod` from its attributes, if any.
     pub allocated_to: Option<String>,
 }
 
-/// `ipam check` data.
+/// `ipam check` data. The first four lists are what calicoctl counts in "found N problems"; the
+/// rest are Ocelot's extra findings, reported in a section of their own and not counted.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CheckReport {
-    /// Allocated in IPAM but not in use (grace period not applied).
+    /// Allocated in IPAM but not in use (no grace period): no live pod reports the address, it is
+    /// no existing node's tunnel address, and its pod (if the record names one) is gone. Records
+    /// without pod attributes that are not tunnel addresses count, as calicoctl counts them.
     pub leaked: Vec<LeakedAddress>,
-    /// Addresses live pods report that lie outside every pool.
+    /// Unallocated addresses live pods report that lie outside every enabled pool.
     pub in_use_outside_pools: Vec<IpAddr>,
-    /// Addresses live pods report inside a pool that have no allocation.
+    /// Unallocated addresses live pods report inside an enabled pool.
     pub in_use_unallocated: Vec<IpAddr>,
+    /// IPAMHandle IDs (from Calico's handle objects; Ocelot writes none) with no allocation.
+    pub handles_without_addresses: Vec<String>,
+    /// IPAMHandle IDs that do have allocations.
+    pub handles_with_addresses: usize,
     /// Blocks outside every pool.
     pub orphaned_blocks: Vec<IpNet>,
     /// Pairs of blocks that overlap.
@@ -83,12 +89,17 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// Number of problems, as the last line of `ipam check` counts them.
+    /// Number of problems, as calicoctl's last line counts them.
     pub fn problems(&self) -> usize {
         self.leaked.len()
             + self.in_use_outside_pools.len()
             + self.in_use_unallocated.len()
-            + self.orphaned_blocks.len()
+            + self.handles_without_addresses.len()
+    }
+
+    /// Number of Ocelot's extra findings (not part of [`CheckReport::problems`]).
+    pub fn extra_findings(&self) -> usize {
+        self.orphaned_blocks.len()
             + self.overlapping_blocks.len()
             + self.wrong_size_blocks.len()
             + self.duplicate_allocations.len()
@@ -97,6 +108,85 @@ impl CheckReport {
     /// calicoctl's closing line.
     pub fn summary(&self) -> String {
         format!("Check complete; found {} problems.", self.problems())
+    }
+
+    /// The report as text: calicoctl's count lines and closing line, then Ocelot's extra findings.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "Found {} IPs that are allocated in IPAM but not actually in use.",
+            self.leaked.len()
+        );
+        for l in &self.leaked {
+            let _ = writeln!(
+                w,
+                "  {} leaked; handle {}, block {}{}",
+                l.address,
+                l.handle.as_deref().unwrap_or("<none>"),
+                l.block,
+                l.allocated_to
+                    .as_deref()
+                    .map_or(String::new(), |p| format!(", allocated to {p}"))
+            );
+        }
+        let _ = writeln!(
+            w,
+            "Found {} in-use IPs that are not in active IP pools.",
+            self.in_use_outside_pools.len()
+        );
+        let _ = writeln!(
+            w,
+            "Found {} in-use IPs that are in active IP pools but have no corresponding IPAM allocation.",
+            self.in_use_unallocated.len()
+        );
+        let _ = writeln!(
+            w,
+            "Found {} handles with no matching IPs (and {} handles with matches).",
+            self.handles_without_addresses.len(),
+            self.handles_with_addresses
+        );
+        let _ = writeln!(w, "{}", self.summary());
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "Ocelot's additional findings ({}; not counted above):",
+            self.extra_findings()
+        );
+        let _ = writeln!(
+            w,
+            "  {} blocks outside every IP pool",
+            self.orphaned_blocks.len()
+        );
+        for b in &self.orphaned_blocks {
+            let _ = writeln!(w, "    {b}");
+        }
+        let _ = writeln!(
+            w,
+            "  {} pairs of overlapping blocks",
+            self.overlapping_blocks.len()
+        );
+        for (a, b) in &self.overlapping_blocks {
+            let _ = writeln!(w, "    {a} overlaps {b}");
+        }
+        let _ = writeln!(
+            w,
+            "  {} blocks whose size differs from their pool's blockSize",
+            self.wrong_size_blocks.len()
+        );
+        for (b, p, size) in &self.wrong_size_blocks {
+            let _ = writeln!(w, "    {b} in pool {p} (blockSize {size})");
+        }
+        let _ = writeln!(
+            w,
+            "  {} IPs with more than one owner",
+            self.duplicate_allocations.len()
+        );
+        for (a, owners) in &self.duplicate_allocations {
+            let _ = writeln!(w, "    {a}: {}", owners.join("; "));
+        }
+        out
     }
 }
 
@@ -148,38 +238,53 @@ impl Ipam {
         }
     }
 
-    /// `ipam check` data against the live pods and nodes.
-    pub fn check(&self, pods: &[LivePod], nodes: &HashSet<String>) -> CheckReport {
+    /// `ipam check` data against the live pods and nodes, and the handle IDs of any IPAMHandle
+    /// objects (Calico writes them; Ocelot does not, so pass none for an Ocelot-only cluster).
+    pub fn check(
+        &self,
+        pods: &[LivePod],
+        nodes: &HashSet<String>,
+        handle_objects: &[String],
+    ) -> CheckReport {
         let mut r = CheckReport::default();
-        // Leaks are exactly what GC would release with no grace period.
-        let gc = self.gc(
-            &GcInput {
-                pods,
-                nodes,
-                now: UNIX_EPOCH,
-                grace: Duration::ZERO,
-            },
-            &GcState::default(),
-        );
-        for h in gc.release {
-            for a in h.addresses {
-                let block = self
-                    .blocks()
-                    .find(|b| b.cidr().contains(&a))
-                    .map(|b| b.cidr())
-                    .expect("GC addresses come from blocks");
-                let attr = self.address_owner(a);
-                let allocated_to =
-                    attr.and_then(|at| Some(format!("{}/{}", at.namespace()?, at.pod()?)));
+        let live_ips: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
+        let sandboxes: HashSet<&str> = pods
+            .iter()
+            .filter_map(|p| p.container_id.as_deref())
+            .collect();
+        let by_name: HashMap<(&str, &str), &LivePod> = pods
+            .iter()
+            .map(|p| ((p.namespace.as_str(), p.name.as_str()), p))
+            .collect();
+        let mut in_use_handles: HashSet<&str> = HashSet::new();
+        for (_, b) in self.entries() {
+            for (ord, a) in b.allocations() {
+                let address = b.address(ord);
+                if let Some(h) = a.handle() {
+                    in_use_handles.insert(h);
+                }
+                if live_ips.contains(&address)
+                    || self.allocation_in_use(b, a, nodes, &sandboxes, &by_name)
+                {
+                    continue;
+                }
                 r.leaked.push(LeakedAddress {
-                    address: a,
-                    handle: h.handle.clone(),
-                    block,
-                    allocated_to,
+                    address,
+                    handle: a.handle().map(str::to_string),
+                    block: b.cidr(),
+                    allocated_to: a.namespace().zip(a.pod()).map(|(n, p)| format!("{n}/{p}")),
                 });
             }
         }
         r.leaked.sort_by_key(|l| l.address);
+        for h in handle_objects {
+            if in_use_handles.contains(h.as_str()) {
+                r.handles_with_addresses += 1;
+            } else {
+                r.handles_without_addresses.push(h.clone());
+            }
+        }
+        r.handles_without_addresses.sort();
 
         // Blocks vs pools, and blocks vs each other (sorted by start, so one sweep finds overlaps).
         let mut reach: Option<(bool, u128, IpNet)> = None;
@@ -231,10 +336,12 @@ impl Ipam {
                     .entry(*ip)
                     .or_default()
                     .push(format!("pod {}/{}", p.namespace, p.name));
-                if !self.pools().any(|pl| pl.cidr.contains(ip)) {
-                    r.in_use_outside_pools.push(*ip);
-                } else if self.address_owner(*ip).is_none() {
+                // calicoctl: only addresses without an allocation, split by the enabled pools.
+                if self.address_owner(*ip).is_some() {
+                } else if self.pools().any(|pl| !pl.disabled && pl.cidr.contains(ip)) {
                     r.in_use_unallocated.push(*ip);
+                } else {
+                    r.in_use_outside_pools.push(*ip);
                 }
             }
         }
@@ -248,8 +355,41 @@ impl Ipam {
             })
             .collect();
         r.in_use_outside_pools.sort();
+        r.in_use_outside_pools.dedup();
         r.in_use_unallocated.sort();
+        r.in_use_unallocated.dedup();
         r
+    }
+
+    /// Whether an allocation nobody reports by address is still held: a tunnel address of an
+    /// existing node, or a pod's whose sandbox is alive or whose pod exists on that node without
+    /// having reported its sandbox or addresses yet (as GC decides). Anything else is a leak.
+    fn allocation_in_use(
+        &self,
+        b: &Block,
+        a: &Attr,
+        nodes: &HashSet<String>,
+        sandboxes: &HashSet<&str>,
+        by_name: &HashMap<(&str, &str), &LivePod>,
+    ) -> bool {
+        let node = a.node().or(b.node());
+        if let Some(tn) = a.handle().and_then(Ipam::tunnel_node) {
+            return nodes.contains(tn);
+        }
+        if a.kind().is_some_and(|t| t.ends_with("TunnelAddress")) {
+            return node.is_some_and(|n| nodes.contains(n));
+        }
+        let (Some(ns), Some(pod)) = (a.namespace(), a.pod()) else {
+            return false;
+        };
+        let sandbox = a
+            .handle()
+            .and_then(|h| h.strip_prefix(POD_HANDLE_PREFIX))
+            .is_some_and(|c| sandboxes.contains(c));
+        sandbox
+            || by_name.get(&(ns, pod)).is_some_and(|p| {
+                node.is_none_or(|n| n == p.node) && p.container_id.is_none() && p.ips.is_empty()
+            })
     }
 }
 
@@ -335,20 +475,47 @@ impl ShowReport {
             .iter()
             .fold("+".to_string(), |s, w| s + &"-".repeat(w + 2) + "+");
         let mut out = String::new();
-        let line = |out: &mut String, r: &[String; 5]| {
+        let line = |out: &mut String, r: &[String; 5], heading: bool| {
             out.push('|');
             for (w, c) in widths.iter().zip(r) {
-                let _ = write!(out, " {c:<w$} |");
+                let _ = if heading {
+                    // tablewriter's Pad: centred, the odd space on the right.
+                    let left = (w - c.len()) / 2;
+                    write!(out, " {:left$}{c:<rest$} |", "", rest = w - left)
+                } else if is_tablewriter_number(c) {
+                    write!(out, " {c:>w$} |")
+                } else {
+                    write!(out, " {c:<w$} |")
+                };
             }
             out.push('\n');
         };
         let _ = writeln!(out, "{sep}");
-        line(&mut out, &header);
+        line(&mut out, &header, true);
         let _ = writeln!(out, "{sep}");
         for r in &rows {
-            line(&mut out, r);
+            line(&mut out, r, false);
         }
         let _ = writeln!(out, "{sep}");
         out
     }
+}
+
+/// calicoctl prints its tables with olekukonko/tablewriter, whose default alignment puts a cell on
+/// the right when it matches `^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$` (a plain decimal), and on the
+/// left otherwise: so `2048` is right-aligned, `1.0486e+06` and `5 (8%)` are not.
+fn is_tablewriter_number(cell: &str) -> bool {
+    let s = cell.trim();
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let grouped = || {
+        let mut groups = int.split(',');
+        let first = groups.next().unwrap_or("");
+        (1..=3).contains(&first.len()) && digits(first) && groups.all(|g| g.len() == 3 && digits(g))
+    };
+    (digits(int) || grouped()) && frac.is_none_or(digits)
 }

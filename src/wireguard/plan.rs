@@ -62,7 +62,8 @@ pub struct Peer {
     pub public_key: PublicKey,
     /// `<peer node IP>:<our own listening port>`: Calico assumes every node listens on the same port.
     pub endpoint: SocketAddrV4,
-    /// The peer's blocks and its WireGuard interface address (as /32 unless a block covers it).
+    /// The peer's blocks, its WireGuard interface address (as /32 unless a block covers it) and
+    /// the /32s of addresses its workloads borrowed from other nodes' blocks.
     pub allowed_ips: Vec<Ipv4Net>,
     /// Persistent keepalive in seconds; None when off.
     pub persistent_keepalive: Option<u16>,
@@ -158,15 +159,22 @@ pub struct WireguardPlan {
 
 /// Computes the WireGuard plan of node `me`.
 ///
-/// `nodes` are all Calico Nodes the agent watches (its own included or not; it is ignored), and
-/// `blocks` maps node names to the CIDRs of the blocks affine to them. A node is a peer when it has
-/// an endpoint and a valid, non-zero key that no other node (this one included) also publishes.
-/// Every other node's blocks get `throw` routes; this node's own blocks never appear.
+/// `nodes` are all Calico Nodes the agent watches (its own included or not; it is ignored),
+/// `blocks` maps node names to the CIDRs of the blocks affine to them, and `borrowed` maps node
+/// names to the addresses their workloads hold in blocks not affine to them (strictAffinity off;
+/// [`crate::ipam::Ipam::borrowed_addresses`]). A node is a peer when it has an endpoint and a
+/// valid, non-zero key that no other node (this one included) also publishes. Every other node's
+/// blocks get `throw` routes; this node's own blocks never appear.
+///
+/// Borrowed addresses follow Felix's wireguard.go: a peer's borrowed /32s are in its allowed IPs
+/// and routed into the tunnel; an address one of this node's own workloads borrowed gets a `throw`
+/// /32, more specific than the owner's block, so it stays local instead of entering the tunnel.
 pub fn plan_wireguard(
     me: &str,
     settings: &DataplaneSettings,
     nodes: &[WireguardNode],
     blocks: &BTreeMap<String, Vec<Ipv4Net>>,
+    borrowed: &BTreeMap<String, Vec<Ipv4Addr>>,
 ) -> WireguardPlan {
     let d = &DEFAULTS;
     // Out-of-range values are refused by FelixConfiguration validation; defaults keep the plan total.
@@ -241,8 +249,12 @@ pub fn plan_wireguard(
             .map(Ipv4Net::trunc)
             .filter(|c| !own.contains(c))
             .collect();
-        if let Some(a) = n.interface_ipv4_address {
-            // A tunnel address inside one of the node's blocks is already covered by that block.
+        let singles = n
+            .interface_ipv4_address
+            .into_iter()
+            .chain(borrowed.get(name).into_iter().flatten().copied());
+        for a in singles {
+            // An address inside one of the node's blocks is already covered by that block.
             if !cidrs.iter().any(|b| b.contains(&a)) {
                 cidrs.push(Ipv4Net::from(a));
             }
@@ -273,6 +285,12 @@ pub fn plan_wireguard(
                     reason,
                 });
             }
+        }
+    }
+    // Our own workloads' borrowed addresses: out of the table, whoever owns the block around them.
+    for a in borrowed.get(me).into_iter().flatten() {
+        if !own.iter().any(|b| b.contains(a)) {
+            routes.insert(Ipv4Net::from(*a), RouteAction::Throw);
         }
     }
     plan.table_routes = routes

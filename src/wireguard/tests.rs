@@ -65,6 +65,10 @@ fn seed_blocks() -> BTreeMap<String, Vec<Ipv4Net>> {
     ])
 }
 
+fn no_borrowed() -> BTreeMap<String, Vec<std::net::Ipv4Addr>> {
+    BTreeMap::new()
+}
+
 /// What `kubectl patch felixconfiguration default -p '{"spec":{"wireguardEnabled":true}}'` gives.
 fn enabled() -> DataplaneSettings {
     let spec = serde_json::from_str(r#"{"wireguardEnabled": true}"#).unwrap();
@@ -80,7 +84,13 @@ fn route(cidr: &str, action: RouteAction) -> TableRoute {
 
 #[test]
 fn seed_node1_peers_with_node2_and_control() {
-    let plan = plan_wireguard("node1", &enabled(), &seed_nodes(), &seed_blocks());
+    let plan = plan_wireguard(
+        "node1",
+        &enabled(),
+        &seed_nodes(),
+        &seed_blocks(),
+        &no_borrowed(),
+    );
     assert!(!plan.remove_device);
     assert_eq!(plan.interface_name, "wireguard.cali");
     assert_eq!(plan.listen_port, 51820);
@@ -121,7 +131,13 @@ fn seed_node1_peers_with_node2_and_control() {
     assert!(plan.skipped.is_empty());
 
     // node2's view mirrors it and contains node1's block (the seed's 198.19.22.128/26), not its own.
-    let plan2 = plan_wireguard("node2", &enabled(), &seed_nodes(), &seed_blocks());
+    let plan2 = plan_wireguard(
+        "node2",
+        &enabled(),
+        &seed_nodes(),
+        &seed_blocks(),
+        &no_borrowed(),
+    );
     let names: Vec<&str> = plan2.peers.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(names, ["control", "node1"]);
     assert_eq!(plan2.peers[1].public_key.to_string(), NODE1_KEY);
@@ -145,7 +161,7 @@ fn settings_reach_the_plan_and_tunnel_addresses_outside_blocks_get_a_32() {
     let mut nodes = seed_nodes();
     // A borrowed address: control's tunnel address sits outside control's own block.
     nodes[2].interface_ipv4_address = Some("198.19.23.9".parse().unwrap());
-    let plan = plan_wireguard("node1", &s, &nodes, &seed_blocks());
+    let plan = plan_wireguard("node1", &s, &nodes, &seed_blocks(), &no_borrowed());
     assert_eq!(plan.interface_name, "wg-n1");
     assert_eq!(
         plan.rule,
@@ -173,7 +189,7 @@ fn duplicate_keys_skip_every_claimant() {
     nodes.push(node("node3", Some("198.19.0.4"), Some(NODE2_KEY), None));
     let mut blocks = seed_blocks();
     blocks.insert("node3".into(), vec![net("198.19.20.0/26")]);
-    let plan = plan_wireguard("node1", &enabled(), &nodes, &blocks);
+    let plan = plan_wireguard("node1", &enabled(), &nodes, &blocks, &no_borrowed());
     let names: Vec<&str> = plan.peers.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(names, ["control"]);
     assert_eq!(
@@ -205,7 +221,7 @@ fn duplicate_keys_skip_every_claimant() {
     // A remote node claiming this node's own key is skipped too.
     let mut nodes = seed_nodes();
     nodes[0].public_key = Some(NODE1_KEY.into());
-    let plan = plan_wireguard("node1", &enabled(), &nodes, &seed_blocks());
+    let plan = plan_wireguard("node1", &enabled(), &nodes, &seed_blocks(), &no_borrowed());
     assert_eq!(
         plan.skipped,
         vec![SkippedNode {
@@ -230,7 +246,7 @@ fn nodes_without_a_usable_key_or_endpoint_get_throw_routes() {
     ));
     let mut blocks = seed_blocks();
     blocks.insert("node5".into(), vec![net("198.19.20.64/26")]);
-    let plan = plan_wireguard("node1", &enabled(), &nodes, &blocks);
+    let plan = plan_wireguard("node1", &enabled(), &nodes, &blocks, &no_borrowed());
     assert!(plan.peers.is_empty());
     let reasons: Vec<(&str, String)> = plan
         .skipped
@@ -276,7 +292,7 @@ fn nodes_without_a_usable_key_or_endpoint_get_throw_routes() {
 #[test]
 fn disabled_plan_is_empty_and_asks_for_removal() {
     let s = dataplane_settings(&merge_felix(None, None));
-    let plan = plan_wireguard("node1", &s, &seed_nodes(), &seed_blocks());
+    let plan = plan_wireguard("node1", &s, &seed_nodes(), &seed_blocks(), &no_borrowed());
     assert!(plan.remove_device);
     assert!(plan.peers.is_empty() && plan.table_routes.is_empty() && plan.skipped.is_empty());
     // Still names what to remove.
@@ -300,8 +316,8 @@ fn plan_does_not_depend_on_input_order_or_duplicates() {
         .get_mut("control")
         .unwrap()
         .insert(0, net("198.19.20.192/26"));
-    let a = plan_wireguard("node1", &enabled(), &nodes, &blocks);
-    let b = plan_wireguard("node1", &enabled(), &shuffled, &blocks);
+    let a = plan_wireguard("node1", &enabled(), &nodes, &blocks, &no_borrowed());
+    let b = plan_wireguard("node1", &enabled(), &shuffled, &blocks, &no_borrowed());
     assert_eq!(a, b);
     assert_eq!(
         a.peers[0].allowed_ips,
@@ -316,7 +332,7 @@ fn own_blocks_never_appear_even_when_another_node_lists_them() {
         .get_mut("node2")
         .unwrap()
         .push(net("198.19.22.128/26"));
-    let plan = plan_wireguard("node1", &enabled(), &seed_nodes(), &blocks);
+    let plan = plan_wireguard("node1", &enabled(), &seed_nodes(), &blocks, &no_borrowed());
     assert!(
         plan.table_routes
             .iter()
@@ -326,5 +342,94 @@ fn own_blocks_never_appear_even_when_another_node_lists_them() {
         plan.peers
             .iter()
             .all(|p| !p.allowed_ips.contains(&net("198.19.22.128/26")))
+    );
+}
+
+#[test]
+fn own_borrowed_address_gets_a_throw_route_not_the_tunnel() {
+    // A pod on node1 holds 198.19.21.70, borrowed from node2's block (strictAffinity off).
+    let borrowed = BTreeMap::from([("node1".to_string(), vec!["198.19.21.70".parse().unwrap()])]);
+    let plan = plan_wireguard(
+        "node1",
+        &enabled(),
+        &seed_nodes(),
+        &seed_blocks(),
+        &borrowed,
+    );
+    // node2's block still goes into the tunnel; the /32 inside it is thrown back to the main table.
+    assert!(
+        plan.table_routes
+            .contains(&route("198.19.21.64/26", RouteAction::Dev))
+    );
+    assert!(
+        plan.table_routes
+            .contains(&route("198.19.21.70/32", RouteAction::Throw))
+    );
+    // And it is not one of node2's allowed IPs from node1's side.
+    let node2 = plan.peers.iter().find(|p| p.node == "node2").unwrap();
+    assert!(!node2.allowed_ips.contains(&net("198.19.21.70/32")));
+    // Without the borrowed address there is no such route.
+    let plain = plan_wireguard(
+        "node1",
+        &enabled(),
+        &seed_nodes(),
+        &seed_blocks(),
+        &no_borrowed(),
+    );
+    assert!(
+        !plain
+            .table_routes
+            .iter()
+            .any(|r| r.cidr == net("198.19.21.70/32"))
+    );
+}
+
+#[test]
+fn peer_borrowed_addresses_are_in_its_allowed_ips_and_routes() {
+    // node2's pods hold 198.19.22.140 (borrowed from node1's block) and 198.19.21.5 (from control's);
+    // 198.19.21.80 is inside node2's own block and adds nothing.
+    let borrowed = BTreeMap::from([(
+        "node2".to_string(),
+        vec![
+            "198.19.22.140".parse().unwrap(),
+            "198.19.21.5".parse().unwrap(),
+            "198.19.21.80".parse().unwrap(),
+        ],
+    )]);
+    let plan = plan_wireguard(
+        "node1",
+        &enabled(),
+        &seed_nodes(),
+        &seed_blocks(),
+        &borrowed,
+    );
+    let node2 = plan.peers.iter().find(|p| p.node == "node2").unwrap();
+    assert_eq!(
+        node2.allowed_ips,
+        vec![
+            net("198.19.21.5/32"),
+            net("198.19.21.64/26"),
+            net("198.19.22.140/32")
+        ]
+    );
+    for c in ["198.19.21.5/32", "198.19.22.140/32"] {
+        assert!(
+            plan.table_routes.contains(&route(c, RouteAction::Dev)),
+            "{c}"
+        );
+    }
+    assert!(
+        !plan
+            .table_routes
+            .iter()
+            .any(|r| r.cidr == net("198.19.21.80/32"))
+    );
+    // A skipped peer's borrowed address is thrown like its blocks.
+    let mut nodes = seed_nodes();
+    nodes[0].public_key = None;
+    let plan = plan_wireguard("node1", &enabled(), &nodes, &seed_blocks(), &borrowed);
+    assert!(
+        plan.table_routes
+            .contains(&route("198.19.22.140/32", RouteAction::Throw))
     );
 }

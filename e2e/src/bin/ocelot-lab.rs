@@ -218,8 +218,10 @@ fn run(keep: bool) -> Result<()> {
     Ok(())
 }
 
-/// The seed's addressing decisions, made by the core IPAM engine: a /26 per node from the default
-/// pool, and a /29 of external-pool for a pod in external-ns although that pool selects no node.
+/// The seed's addressing decisions, made by the core IPAM engine with Calico's block walk: a /26 per
+/// node from the default pool (seed: control 198.19.21.0/26, node1 198.19.22.128/26, node2
+/// 198.19.21.64/26), and a /29 of external-pool for a pod in external-ns although that pool selects
+/// no node.
 fn seed_ipam() -> Result<()> {
     let mut ipam = Ipam::new(IpamConfig::default());
     for f in ["ippool-default.yaml", "ippool-external.yaml"] {
@@ -269,7 +271,7 @@ fn seed_ipam() -> Result<()> {
         other => other?,
     };
     println!(
-        "external-ns/nginx on node1: {} (seed: an address in 198.19.24.0/21, e.g. 198.19.28.208)",
+        "external-ns/nginx on node1: {} (seed: 198.19.28.208)",
         assigned.address
     );
     println!(

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ocelot::routes::{OCELOT_PROTOCOL, RT_TABLE_MAIN, Route, plan};
+use ocelot::routes::{OCELOT_PROTOCOL, Ownership, RT_TABLE_MAIN, Route, plan};
 use ocelot_agent::routes::{APPLY_CONCURRENCY, RouteNetlink};
 use ocelot_e2e::lab::{Lab, Netns, find_tool, require_root, require_tools};
 
@@ -71,7 +71,7 @@ async fn bench(n: u32, runs: usize) -> Result<()> {
 
     let nl = RouteNetlink::connect_in_netns(&ns.path())?;
     let empty = nl.list(RT_TABLE_MAIN).await?;
-    let the_plan = plan(&desired, &empty, OCELOT_PROTOCOL);
+    let the_plan = plan(&desired, &empty, &Ownership::default());
     ensure!(the_plan.add.len() == n as usize);
 
     let (mut ip_times, mut apply_times, mut reconcile_times) = (vec![], vec![], vec![]);
@@ -96,7 +96,7 @@ async fn bench(n: u32, runs: usize) -> Result<()> {
                 }
                 _ => {
                     let current = nl.list(RT_TABLE_MAIN).await?;
-                    let p = plan(&desired, &current, OCELOT_PROTOCOL);
+                    let p = plan(&desired, &current, &Ownership::default());
                     let report = nl.apply(&p).await;
                     reconcile_times.push(t.elapsed());
                     ensure!(report.is_ok() && report.added == n as usize, "reconcile");
