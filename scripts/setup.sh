@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the lab and the tests need on a fresh Debian machine (idempotent; fast when warm):
-# Debian packages, the Go-built test cluster binaries, and boringtun-cli (userspace WireGuard).
+# Debian packages, the Go-built test cluster binaries, boringtun-cli (userspace WireGuard), and the files
+# the kube lab's images are made of.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-apt_pkgs=(bird2 iproute2 nftables wireguard-tools tcpdump iputils-ping curl)
+# runc, CNI reference plugins, busybox-static and catatonit (the pause process) are for the kube lab's nodes
+# and images; containerd itself is built from its Go module (Debian's would run as a service).
+apt_pkgs=(bird2 iproute2 nftables wireguard-tools tcpdump iputils-ping curl util-linux
+  runc containernetworking-plugins busybox-static catatonit)
 install_apt() {
   local missing=()
   for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -22,6 +26,22 @@ install_cluster() {
   if [ -x "$OCELOT_ROOT/e2e/cluster/build.sh" ]; then "$OCELOT_ROOT/e2e/cluster/build.sh"; else echo "no e2e/cluster/build.sh yet"; fi
 }
 
+# Debian's nginx for the kube lab's HTTP image: unpacked, not installed (its package would start a service
+# listening on the host). Its libraries are installed as packages; nginx-common (the service) is not.
+install_nginx_root() {
+  local root=$OCELOT_CACHE/nginx-root tmp deps
+  if [ -x "$root/usr/sbin/nginx" ]; then echo "nginx present: $root/usr/sbin/nginx"; return 0; fi
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download nginx) || { apt-get update -qq && (cd "$tmp" && apt-get download nginx); }
+  deps=$(dpkg-deb -f "$tmp"/nginx_*.deb Depends | tr ',' '\n' | sed 's/(.*//; s/|.*//; s/ //g' | grep -v '^nginx' | sort -u)
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $deps
+  rm -rf "$root.tmp" && dpkg -x "$tmp"/nginx_*.deb "$root.tmp" && rm -rf "$root" && mv "$root.tmp" "$root"
+  rm -rf "$tmp"
+  echo "nginx unpacked into $root"
+}
+
 stage "apt packages" install_apt
-stage "test cluster binaries (etcd, kube-apiserver, kubectl, helm)" install_cluster
+stage "nginx for the kube lab image" install_nginx_root
+stage "test cluster binaries (etcd, kube-apiserver, kubectl, helm, kubelet, kube-scheduler, kube-controller-manager, containerd)" install_cluster
 stage "boringtun-cli" install_boringtun

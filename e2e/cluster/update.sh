@@ -28,6 +28,9 @@ goline=$(sed -n 's/^go \(.*\)/\1/p' "$gomod")
   echo "tool ("
   echo "	helm.sh/helm/v4/cmd/helm"
   echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+  echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+  echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+  echo "	k8s.io/kubernetes/cmd/kubelet"
   echo ")"
   echo
   echo "require ("

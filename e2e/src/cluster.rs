@@ -8,22 +8,21 @@
 //! other way (panic=abort, SIGKILL). With `OCELOT_E2E_KUBECONFIG` set, that cluster is used and nothing starts.
 
 use std::ffi::OsStr;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use anyhow::{Context, Result, bail};
+
+use crate::pki::{Ca, service_account_keys, write_secret};
+pub use crate::proc::check;
+use crate::proc::{ServerProcess, run_output, spawn_server, tail};
 
 /// Kubernetes release of the test cluster; also names the cache folder. Must match `e2e/cluster/build.sh`.
 pub const K8S_VERSION: &str = "v1.37.2";
@@ -62,13 +61,17 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = env_path(BIN_ENV) {
         return dir;
     }
-    let cache = env_path("OCELOT_CACHE").unwrap_or_else(|| {
+    cache_dir().join(format!("k8s-{K8S_VERSION}")).join("bin")
+}
+
+/// The project's cache folder, as scripts/common.sh has it: `${OCELOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ocelot}`.
+pub fn cache_dir() -> PathBuf {
+    env_path("OCELOT_CACHE").unwrap_or_else(|| {
         env_path("XDG_CACHE_HOME")
             .or_else(|| env_path("HOME").map(|h| h.join(".cache")))
             .unwrap_or_else(|| PathBuf::from("/root/.cache"))
             .join("ocelot")
-    });
-    cache.join(format!("k8s-{K8S_VERSION}")).join("bin")
+    })
 }
 
 /// Path of one test cluster binary, or an error that says how to get it.
@@ -85,254 +88,31 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     }
 }
 
-/// One started server process, leader of its own process group.
-struct Proc {
-    name: &'static str,
-    pid: i32,
-    child: Mutex<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn exited(&self) -> Option<ExitStatus> {
-        self.child.lock().ok()?.try_wait().ok().flatten()
-    }
-
-    fn kill(&self) {
-        // SIGKILL, not SIGTERM: the data is thrown away, so a graceful shutdown only costs time.
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-        // try_lock: at exit another thread may hold the lock; the kernel reaps it then anyway.
-        if let Ok(mut child) = self.child.try_lock() {
-            let _ = child.wait(); // returns promptly: SIGKILL cannot be caught
-        }
-    }
-}
-
-type SpawnJob = Box<dyn FnOnce() + Send>;
-
-/// A thread that lives as long as the process and does every server spawn: PR_SET_PDEATHSIG fires when the
-/// *thread* that forked the child ends, so spawning from a test's own thread would kill the shared cluster
-/// as soon as that test finished.
-static SPAWNER: LazyLock<mpsc::Sender<SpawnJob>> = LazyLock::new(|| {
-    let (tx, rx) = mpsc::channel::<SpawnJob>();
-    thread::Builder::new()
-        .name("ocelot-cluster-spawner".into())
-        .spawn(move || {
-            for job in rx {
-                job();
-            }
-            // The sender is a static and never dropped, so this loop only ends with the process.
-        })
-        .expect("spawn the cluster spawner thread");
-    tx
-});
-
-fn spawn_server(name: &'static str, mut cmd: Command, log: &Path) -> Result<Proc> {
-    let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The test binary may have died before prctl took effect: then nobody would kill this one.
-            if libc::getppid() != parent {
-                return Err(io::Error::other("test binary exited during spawn"));
-            }
-            Ok(())
-        })
-    };
-    let (tx, rx) = mpsc::sync_channel(1);
-    SPAWNER
-        .send(Box::new(move || {
-            let _ = tx.send(cmd.spawn());
-        }))
-        .map_err(|_| anyhow!("cluster spawner thread is gone"))?;
-    let child = rx
-        .recv_timeout(Duration::from_secs(30))
-        .map_err(|e| anyhow!("spawning {name}: no answer from the spawner thread: {e}"))?
-        .with_context(|| format!("spawn {name}"))?;
-    Ok(Proc {
-        name,
-        pid: child.id() as i32,
-        child: Mutex::new(child),
-        log: log.to_path_buf(),
-    })
-}
-
-/// Runs `cmd` (stdin from `stdin`, or none), killing it after `timeout`; the output then says so in stderr.
-/// Panics only when the program cannot be started at all.
-pub fn run_bounded(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
-    // Separate threads for each pipe, so a chatty child never blocks on a full pipe while we wait.
-    let writer = stdin.map(|data| {
-        let data = data.to_vec();
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        thread::spawn(move || {
-            let _ = pipe.write_all(&data); // a child that exits early closes the pipe; its status tells
-        })
-    });
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out_reader = reader(Box::new(child.stdout.take().expect("stdout is piped")));
-    let err_reader = reader(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().expect("wait for killed child");
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("waiting for {:?}: {e}", cmd.get_program()),
-        }
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = out_reader.join().unwrap_or_default();
-    let mut stderr = err_reader.join().unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(format!("\n[ocelot-e2e] killed after {timeout:?}\n").as_bytes());
-    }
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-/// Stdout of a successful run as text; panics with the command's stderr otherwise.
-pub fn check(out: Output, what: &str) -> String {
-    if !out.status.success() {
-        panic!(
-            "{what} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Freshly generated PKI: one CA signs the serving cert and the admin client cert (group system:masters).
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    admin_cert: String,
-    admin_key: String,
-    sa_key: String,
-    sa_pub: String,
-}
-
-impl Pki {
-    fn generate() -> Result<Self> {
-        let mut ca = CertificateParams::default();
-        ca.distinguished_name
-            .push(DnType::CommonName, "ocelot-e2e-ca");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-
-        // The service IP (first of the range) and in-cluster names, for anything that dials the service.
-        let mut server = CertificateParams::new(
-            [
-                "127.0.0.1",
-                "198.19.32.1",
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ]
-            .map(String::from)
-            .to_vec(),
-        )?;
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate()?;
-        let server_cert = server.signed_by(&server_key, &ca)?;
-
-        let mut admin = CertificateParams::default();
-        admin
-            .distinguished_name
-            .push(DnType::CommonName, "ocelot-e2e-admin");
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_key = KeyPair::generate()?;
-        let admin_cert = admin.signed_by(&admin_key, &ca)?;
-
-        let sa = KeyPair::generate()?;
-        Ok(Pki {
-            ca: ca.pem(),
-            server_cert: server_cert.pem(),
-            server_key: server_key.serialize_pem(),
-            admin_cert: admin_cert.pem(),
-            admin_key: admin_key.serialize_pem(),
-            sa_key: sa.serialize_pem(),
-            sa_pub: sa.public_key_pem(),
-        })
-    }
-
-    fn write(&self, dir: &Path) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        fs::create_dir_all(dir)?;
-        for (name, pem) in [
-            ("ca.crt", &self.ca),
-            ("apiserver.crt", &self.server_cert),
-            ("apiserver.key", &self.server_key),
-            ("admin.crt", &self.admin_cert),
-            ("admin.key", &self.admin_key),
-            ("sa.key", &self.sa_key),
-            ("sa.pub", &self.sa_pub),
-        ] {
-            let path = dir.join(name);
-            fs::write(&path, pem).with_context(|| format!("write {}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(())
-    }
+/// Writes the cluster's PKI into `dir`: CA, the API server's serving cert, an admin client cert (group
+/// system:masters) and the service-account key pair.
+fn write_pki(dir: &Path) -> Result<()> {
+    let ca = Ca::new("ocelot-e2e-ca")?;
+    // The service IP (first of the range) and in-cluster names, for anything that dials the service.
+    let server = ca.server(
+        "kube-apiserver",
+        &[
+            "127.0.0.1",
+            "198.19.32.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+    )?;
+    let admin = ca.client("ocelot-e2e-admin", &["system:masters"])?;
+    let (sa_key, sa_pub) = service_account_keys()?;
+    write_secret(&dir.join("ca.crt"), &ca.cert_pem())?;
+    server.write(dir, "apiserver")?;
+    admin.write(dir, "admin")?;
+    write_secret(&dir.join("sa.key"), &sa_key)?;
+    write_secret(&dir.join("sa.pub"), &sa_pub)?;
+    Ok(())
 }
 
 /// Distinct free loopback ports: all are held open together, then released for the servers to bind.
@@ -368,12 +148,6 @@ fn sweep_stale_dirs() {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// A running test cluster (or a handle on an external one). Dropping it stops what it started and removes
 /// its files; the shared one is stopped at process exit instead.
 pub struct TestCluster {
@@ -381,7 +155,7 @@ pub struct TestCluster {
     /// Work dir: PKI, etcd data, logs, kubeconfig, kubectl/helm caches. Removed on stop.
     dir: PathBuf,
     /// Started servers, in start order; empty for an external cluster.
-    procs: Vec<Proc>,
+    procs: Vec<ServerProcess>,
     stopped: AtomicBool,
     /// Why CRD files were not installed (see [`TestCluster::crd_errors`]).
     crd_errors: Vec<String>,
@@ -461,9 +235,7 @@ impl TestCluster {
         // From here an early return drops `cluster`, which kills what started and removes the dir.
         let dir = cluster.dir.clone();
         let pki = dir.join("pki");
-        Pki::generate()
-            .context("generate certificates")?
-            .write(&pki)?;
+        write_pki(&pki).context("generate certificates")?;
         let [etcd_client, etcd_peer, api_port] = free_ports::<3>()?;
 
         let mut etcd = Command::new(binary("etcd")?);
@@ -540,9 +312,9 @@ impl TestCluster {
                 if let Some(status) = proc.exited() {
                     bail!(
                         "{} exited ({status}) before the API server was ready; last lines of {}:\n{}",
-                        proc.name,
-                        proc.log.display(),
-                        tail(&proc.log, 30)
+                        proc.name(),
+                        proc.log_path().display(),
+                        tail(proc.log_path(), 30)
                     );
                 }
             }
@@ -570,8 +342,8 @@ impl TestCluster {
             .map(|p| {
                 format!(
                     "--- last lines of {}:\n{}",
-                    p.log.display(),
-                    tail(&p.log, 20)
+                    p.log_path().display(),
+                    tail(p.log_path(), 20)
                 )
             })
             .collect::<Vec<_>>()
@@ -661,7 +433,7 @@ impl TestCluster {
 
     /// Process ids of the servers this handle started (none for an external cluster).
     pub fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(|p| p.pid as u32).collect()
+        self.procs.iter().map(|p| p.pid()).collect()
     }
 
     /// A new admin client. New each call: a client is bound to the tokio runtime it first runs on, and each
@@ -705,7 +477,7 @@ impl TestCluster {
             .arg("--cache-dir")
             .arg(self.dir.join("kube-cache"))
             .args(args);
-        run_bounded(cmd, stdin, timeout)
+        run_output(&mut cmd, stdin, timeout)
     }
 
     /// Runs helm against this cluster, with its config, cache and data kept in the work dir.
@@ -722,7 +494,7 @@ impl TestCluster {
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args);
-        run_bounded(cmd, None, COMMAND_TIMEOUT)
+        run_output(&mut cmd, None, COMMAND_TIMEOUT)
     }
 
     /// Kills the servers (API server first) and removes the work dir. Idempotent.
@@ -825,22 +597,5 @@ mod tests {
             go_mod.contains(&format!("k8s.io/kubernetes {K8S_VERSION}")),
             "go.mod does not require k8s.io/kubernetes {K8S_VERSION}"
         );
-    }
-
-    #[test]
-    fn run_bounded_kills_at_the_deadline() {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("30");
-        let start = Instant::now();
-        let out = run_bounded(cmd, None, Duration::from_millis(200));
-        assert!(!out.status.success());
-        assert!(start.elapsed() < Duration::from_secs(10));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("killed after"));
-    }
-
-    #[test]
-    fn run_bounded_feeds_stdin() {
-        let out = run_bounded(Command::new("cat"), Some(b"hello"), Duration::from_secs(10));
-        assert_eq!(check(out, "cat"), "hello");
     }
 }

@@ -20,10 +20,15 @@
 //! # drop((routes, bird)); Ok(()) }
 //! ```
 //!
-//! Everything lives inside namespaces the lab creates; nothing is added to the root namespace.
+//! Everything lives inside namespaces the lab creates; the root namespace only gets a `blackhole` route
+//! for 198.19.0.0/16 while any lab lives (see [`host`]), so host traffic to lab addresses never leaves the
+//! machine.
 //! A [`Lab`] removes its namespaces and their processes on drop (also while unwinding from a
 //! panic), and [`Lab::new`] first removes what crashed runs left (see [`cleanup_stale`]).
 
+pub mod cgroup;
+pub mod host;
+pub mod mntns;
 mod netns;
 mod run;
 mod tools;
@@ -35,12 +40,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
-pub use netns::{EXEC_TIMEOUT, LabProcess, NETNS_DIR, Netns, STOP_GRACE};
+use crate::proc::run_bounded;
+pub use netns::{EXEC_TIMEOUT, LabProcess, Netns, STOP_GRACE};
 pub use run::{
-    RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup, netns_pids,
-    process_start,
+    RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup,
+    kill_netns_processes, netns_pids, process_start, runs_dir,
 };
-pub use tools::{LAB_TOOLS, find_tool, require_root, require_tools, retry};
+pub use tools::{LAB_TOOLS, NETNS_DIR, find_tool, require_root, require_tools, retry};
 
 /// The fabric subnet every node's `ens4` is on.
 pub const FABRIC_NET: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
@@ -51,6 +57,8 @@ pub const FABRIC_PREFIX_LEN: u8 = 20;
 pub const FABRIC_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 15, 253);
 /// Name of every node's fabric interface, as on the seed's machines.
 pub const NODE_IFACE: &str = "ens4";
+/// MTU of every node's `ens4` (and its fabric port), as on the seed's machines.
+pub const NODE_MTU: u32 = 1460;
 /// The seed topology: name and fabric address.
 pub const SEED_NODES: &[(&str, &str)] = &[
     ("control", "198.19.0.1"),
@@ -112,6 +120,8 @@ pub struct Lab {
     /// Every netns of this lab, in creation order (registered before creation, so a failure
     /// half-way still gets cleaned up).
     owned: Vec<String>,
+    /// Keep the run's folder on drop (as after a panic).
+    keep_logs: bool,
 }
 
 impl Lab {
@@ -123,6 +133,7 @@ impl Lab {
             eprintln!("ocelot-e2e: {e:#}");
         }
         let run = RunId::new()?;
+        host::register(&run)?;
         let dir = run::runs_dir().join(format!("{}-{}-{}", run.prefix, run.pid, run.start));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let fabric = Netns::new(run.netns_name("fabric"), "fabric", &dir);
@@ -132,6 +143,7 @@ impl Lab {
             fabric: fabric.clone(),
             nodes: Vec::new(),
             owned: Vec::new(),
+            keep_logs: false,
         };
         lab.create_netns(&fabric)?;
         let gw = format!("{FABRIC_GATEWAY}/{FABRIC_PREFIX_LEN}");
@@ -154,7 +166,7 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Adds a node: a netns with lo up, `ens4` at `ip`/20 on the fabric, a default route via
+    /// Adds a node: a netns with lo up, `ens4` (MTU [`NODE_MTU`]) at `ip`/20 on the fabric, a default route via
     /// [`FABRIC_GATEWAY`], and IPv4 forwarding on.
     pub fn add_node(&mut self, name: &str, ip: &str) -> Result<Node> {
         ensure!(
@@ -204,11 +216,14 @@ impl Lab {
             "netns",
             self.fabric.name(),
         ]))?;
-        self.fabric
-            .exec_ok(["ip", "link", "set", &port, "master", BRIDGE, "up"])?;
+        let mtu = NODE_MTU.to_string();
+        self.fabric.exec_ok([
+            "ip", "link", "set", &port, "mtu", &mtu, "master", BRIDGE, "up",
+        ])?;
         let addr = format!("{ip}/{FABRIC_PREFIX_LEN}");
         let gw = FABRIC_GATEWAY.to_string();
         for args in [
+            vec!["ip", "link", "set", NODE_IFACE, "mtu", &mtu],
             vec!["ip", "addr", "add", &addr, "dev", NODE_IFACE],
             vec!["ip", "link", "set", NODE_IFACE, "up"],
             vec![
@@ -288,6 +303,12 @@ impl Lab {
         &self.dir
     }
 
+    /// Keeps the run's folder (logs) when the lab is dropped, as after a panic: for failures that are
+    /// reported as errors.
+    pub fn keep_logs(&mut self) {
+        self.keep_logs = true;
+    }
+
     /// Full names of every netns this lab created.
     pub fn netns_names(&self) -> Vec<String> {
         self.owned.clone()
@@ -303,17 +324,22 @@ impl Lab {
         self.owned.clear();
         // The lab creates no links in the root namespace; this catches any a test added with
         // the run's prefix.
-        let links = netns::run_bounded(ip_cmd().args(["-o", "link", "show"]), EXEC_TIMEOUT);
+        let links = run_bounded(ip_cmd().args(["-o", "link", "show"]), None, EXEC_TIMEOUT);
         if let Ok(out) = links {
             for name in root_links_with_prefix(&String::from_utf8_lossy(&out.stdout), self.prefix())
             {
-                let _ = netns::run_bounded(
+                let _ = run_bounded(
                     ip_cmd().args(["link", "delete", &name]),
+                    None,
                     Duration::from_secs(10),
                 );
             }
         }
-        if std::thread::panicking() || std::env::var_os("OCELOT_E2E_KEEP_LOGS").is_some() {
+        host::release(Some(&self.run));
+        if self.keep_logs
+            || std::thread::panicking()
+            || std::env::var_os("OCELOT_E2E_KEEP_LOGS").is_some()
+        {
             eprintln!("ocelot-e2e: lab logs kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -338,12 +364,12 @@ pub fn root_links_with_prefix(ip_o_link: &str, prefix: &str) -> Vec<String> {
 }
 
 fn ip_cmd() -> std::process::Command {
-    netns::ip_command()
+    tools::ip_command()
 }
 
 fn run_ok(cmd: &mut std::process::Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let out = netns::run_bounded(cmd, EXEC_TIMEOUT).with_context(|| format!("running {shown}"))?;
+    let out = run_bounded(cmd, None, EXEC_TIMEOUT).with_context(|| format!("running {shown}"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed: {}\nstdout: {}\nstderr: {}",

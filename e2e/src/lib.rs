@@ -1,4 +1,8 @@
-//! Test support: a real etcd + kube-apiserver, and nodes/pods as network namespaces.
+//! Test support: a real etcd + kube-apiserver, nodes/pods as network namespaces, and a lab of real
+//! Kubernetes nodes (kubelet + containerd + runc) on those namespaces.
 
 pub mod cluster;
+pub mod kubelab;
 pub mod lab;
+pub mod pki;
+pub mod proc;

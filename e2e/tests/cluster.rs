@@ -246,7 +246,7 @@ fn no_cluster_process_outlives_its_test_binary() {
             ])
             .env(CHILD_REPORT, report.path())
             .env(CHILD_MODE, mode);
-        let out = cluster::run_bounded(child, None, Duration::from_secs(300));
+        let out = ocelot_e2e::proc::run_output(&mut child, None, Duration::from_secs(300));
         let text = std::fs::read_to_string(report.path()).unwrap();
         let mut lines = text.lines();
         let pids: Vec<u32> = lines

@@ -9,7 +9,23 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use ocelot::ipam::{AssignRequest, Family, Ipam, IpamConfig, PodContext};
 use ocelot_e2e::cluster::{TestCluster, check, repo_root};
-use ocelot_e2e::lab::Lab;
+use ocelot_e2e::kubelab::{KubeLab, NGINX_IMAGE};
+
+/// The seed's "Deploy an NGINX pod" step, with the lab's local nginx image.
+const NGINX: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx, namespace: external-ns}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - {name: nginx, image: IMAGE, imagePullPolicy: Never, ports: [{containerPort: 80}]}
+"#;
 
 struct Steps {
     start: Instant,
@@ -134,8 +150,17 @@ fn run(keep: bool) -> Result<()> {
     s.step("IPAM decisions for the seed (core engine; the agent that applies them comes with the agent issue)");
     seed_ipam()?;
 
-    s.step("nodes as network namespaces on the 198.19.0.0/20 fabric: control, node1, node2, host1");
-    let lab = Lab::seed().context("building the node fabric (needs root)")?;
+    s.step(
+        "real Kubernetes nodes (kubelet + containerd + runc) on the 198.19.0.0/20 fabric: control, node1, node2; host1 outside",
+    );
+    let kube = KubeLab::start(&["control", "node1", "node2", "host1"])
+        .context("starting the kube lab (needs root)")?;
+    println!(
+        "3 nodes Ready in {:.1}s; daemon logs in {}",
+        kube.start_time().as_secs_f64(),
+        kube.dir().display()
+    );
+    let lab = kube.lab();
     let names = ["control", "node1", "node2", "host1"];
     let mut pings = 0;
     for from in names {
@@ -148,8 +173,27 @@ fn run(keep: bool) -> Result<()> {
     }
     println!("{pings} pings between the four nodes: all answered");
     println!(
+        "$ kubectl get nodes -o wide\n{}",
+        kube.kubectl_ok(["get", "nodes", "-o", "wide"])?
+    );
+    println!(
         "$ ip route   (on node1)\n{}",
-        lab.node("node1").exec_ok(["ip", "route"])?
+        kube.node("node1").exec_ok(["ip", "route"])?
+    );
+    kube.kubectl_ok(["create", "namespace", "external-ns"])?;
+    kube.apply(&NGINX.replace("IMAGE", NGINX_IMAGE))?;
+    kube.wait(
+        &[
+            "-n",
+            "external-ns",
+            "deployment/nginx",
+            "--for=condition=Available",
+        ],
+        Duration::from_secs(120),
+    )?;
+    println!(
+        "$ kubectl get pods -n external-ns -o wide   (reference bridge CNI until ocelot-cni)\n{}",
+        kube.kubectl_ok(["get", "pods", "-n", "external-ns", "-o", "wide"])?
     );
 
     s.step("not yet implemented (next issues): operator, agent routes/BIRD/WireGuard, CNI pods");
@@ -158,11 +202,16 @@ fn run(keep: bool) -> Result<()> {
     );
     println!("- wireguard.cali and the public key in the Node status need the agent and operator");
     println!("- pods with cali* veths and 169.254.1.1 default routes need ocelot-cni");
+    println!(
+        "- the nodes' kube-apiserver has no Ocelot CRDs yet: the steps above use the test cluster"
+    );
 
     if keep {
         println!(
-            "\n--keep: cluster and namespaces stay up; KUBECONFIG={} ; press Ctrl-C to stop",
-            cluster.kubeconfig_path().display()
+            "\n--keep: cluster and namespaces stay up; KUBECONFIG={} ; kube lab: nsenter --net={} kubectl --kubeconfig {} ; press Ctrl-C to stop",
+            cluster.kubeconfig_path().display(),
+            kube.control().netns().path().display(),
+            kube.admin_kubeconfig().display()
         );
         std::thread::sleep(Duration::from_secs(24 * 3600));
     }

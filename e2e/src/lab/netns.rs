@@ -2,8 +2,8 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -13,82 +13,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::tools::{find_tool, retry};
+use super::tools::{NETNS_DIR, find_tool, ip_command, retry};
+use crate::proc::run_bounded;
 
-/// Where `ip netns` keeps its named namespaces.
-pub const NETNS_DIR: &str = "/run/netns";
 /// Default bound for one `exec`.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a spawned process gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// `ip`, resolved even when sbin is not on `$PATH`.
-pub(crate) fn ip_command() -> Command {
-    Command::new(find_tool("ip").unwrap_or_else(|| PathBuf::from("ip")))
-}
-
-/// An anonymous file to capture output in: unlike a pipe, a daemon that a command leaves behind
-/// (holding stdout open) cannot make us wait for EOF.
-fn capture_file() -> io::Result<File> {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("ocelot-e2e-capture-{}-{n}", std::process::id()));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(f)
-}
-
-fn read_back(mut f: File) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if f.rewind().is_ok() {
-        let _ = f.read_to_end(&mut buf);
-    }
-    buf
-}
-
-/// Runs `cmd` to completion in its own process group, killing the group after `timeout`.
-pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration) -> io::Result<Output> {
-    let (out, err) = (capture_file()?, capture_file()?);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(err.try_clone()?)
-        .process_group(0)
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    let mut nap = Duration::from_millis(1);
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: plain syscall on the group we created; the leader is not reaped yet, so
-            // the group id cannot have been reused.
-            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "{cmd:?} did not finish within {timeout:?}; stdout: {}; stderr: {}",
-                    String::from_utf8_lossy(&read_back(out)),
-                    String::from_utf8_lossy(&read_back(err)),
-                ),
-            ));
-        }
-        thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
-    };
-    Ok(Output {
-        status,
-        stdout: read_back(out),
-        stderr: read_back(err),
-    })
-}
 
 /// A named network namespace (`ip netns`). Cheap to clone; owning and deleting it is the
 /// [`Lab`](super::Lab)'s job, not this handle's.
@@ -167,7 +100,7 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run_bounded(&mut self.command(args), timeout)
+        run_bounded(&mut self.command(args), None, timeout)
     }
 
     /// Runs a command and returns its stdout; on failure the error shows the command, the exit

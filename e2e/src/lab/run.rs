@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::netns::{NETNS_DIR, ip_command, run_bounded};
+use super::tools::{NETNS_DIR, ip_command};
+use crate::proc::run_bounded;
 
 const PREFIX_LEN: usize = 7;
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -206,6 +207,7 @@ pub fn delete_netns(ns: &str, grace: Duration) -> Result<()> {
         }
         let _ = run_bounded(
             ip_command().args(["netns", "delete", ns]),
+            None,
             Duration::from_secs(10),
         );
         if !path.exists() {
@@ -236,13 +238,33 @@ pub fn cleanup_stale_if_idle() -> Result<Vec<String>> {
 
 fn sweep() -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    let entries = match std::fs::read_dir(NETNS_DIR) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+    let entries: Vec<String> = match std::fs::read_dir(NETNS_DIR) {
+        Ok(e) => e
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).context(format!("listing {NETNS_DIR}")),
     };
     let mut errors = Vec::new();
-    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+    // Kube lab runs: containers live in their run's cgroups (in pod netns the lab did not name) and
+    // outlive their shims, so they go first; the mount namespaces holding the pods' netns files next.
+    let dead_cgroups: Vec<String> = super::cgroup::run_cgroups()
+        .into_iter()
+        .filter(|(_, id)| !id.is_alive())
+        .map(|(name, _)| name)
+        .collect();
+    for name in &dead_cgroups {
+        super::cgroup::kill_all(name);
+    }
+    for (name, id) in super::mntns::run_mntns() {
+        if !id.is_alive() {
+            if let Err(e) = super::mntns::remove(&name) {
+                errors.push(format!("{e:#}"));
+            }
+            removed.push(format!("mntns {name}"));
+        }
+    }
+    for name in entries {
         let Some((id, _)) = RunId::parse_netns_name(&name) else {
             continue;
         };
@@ -255,6 +277,13 @@ fn sweep() -> Result<Vec<String>> {
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
+    for name in dead_cgroups {
+        match super::cgroup::remove(&name) {
+            Ok(()) => removed.push(format!("cgroup {name}")),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    super::host::release(None);
     prune_old_run_dirs();
     if !errors.is_empty() {
         anyhow::bail!("stale lab cleanup failed: {}", errors.join("; "));

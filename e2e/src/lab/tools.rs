@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+/// Where `ip netns` keeps its named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// `ip`, resolved even when sbin is not on `$PATH`.
+pub(crate) fn ip_command() -> std::process::Command {
+    std::process::Command::new(find_tool("ip").unwrap_or_else(|| PathBuf::from("ip")))
+}
+
 /// Searched after `$PATH`: `ip` and `bird` live in sbin, which a non-login shell's PATH may lack.
 const EXTRA_DIRS: &[&str] = &[
     "/usr/local/sbin",
