@@ -28,6 +28,23 @@ use crate::proc::{ServerProcess, run_output, spawn_server, tail};
 pub const K8S_VERSION: &str = "v1.37.2";
 /// Service range given to kube-apiserver (TEST-NET-style space the lab does not route).
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "198.19.32.0/20";
+
+/// kube-apiserver flags for the certificates and service-account keys in `pki` (as the harness's
+/// PKI writes them: ca.crt, apiserver.crt/key, sa.pub/key) and the seed's service range. Shared by
+/// the API-only test cluster and the kube lab.
+pub fn apiserver_pki_args(pki: &Path) -> Vec<String> {
+    let p = |name: &str| pki.join(name).display().to_string();
+    vec![
+        format!("--cert-dir={}", p("")),
+        format!("--tls-cert-file={}", p("apiserver.crt")),
+        format!("--tls-private-key-file={}", p("apiserver.key")),
+        format!("--client-ca-file={}", p("ca.crt")),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+        format!("--service-account-key-file={}", p("sa.pub")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
+    ]
+}
 /// Env var naming an existing cluster's kubeconfig: tests use it and start nothing.
 pub const KUBECONFIG_ENV: &str = "OCELOT_E2E_KUBECONFIG";
 /// Env var naming the folder holding etcd, kube-apiserver, kubectl and helm (default: the build cache).
@@ -261,19 +278,7 @@ impl TestCluster {
             .arg("--bind-address=127.0.0.1")
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={api_port}"))
-            .arg(format!("--cert-dir={}", p("")))
-            .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
-            .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
-            .arg(format!("--client-ca-file={}", p("ca.crt")))
-            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!("--service-account-key-file={}", p("sa.pub")))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                p("sa.key")
-            ))
-            .arg(format!(
-                "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
-            ))
+            .args(apiserver_pki_args(&pki))
             // Node too, as kubeadm: agents' node-scoped access is tested against the real authorizer chain.
             .arg("--authorization-mode=Node,RBAC")
             // Default admission plugins (they include ValidatingAdmissionPolicy) are kept as they are.

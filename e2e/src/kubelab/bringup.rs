@@ -13,7 +13,7 @@ use super::{
     API_PORT, CONTROL_NODE, Cni, CniNode, KubeLab, KubeLabConfig, KubeNode, OUTSIDE_NODES,
     START_TIMEOUT,
 };
-use crate::cluster::{SERVICE_CLUSTER_IP_RANGE, bin_dir, binary};
+use crate::cluster::{apiserver_pki_args, bin_dir, binary};
 use crate::lab::{
     self, Lab, NODE_MTU, SEED_NODES, cgroup, mntns, require_root, require_tools, retry,
 };
@@ -388,19 +388,7 @@ fn start_control_plane(kl: &mut KubeLab) -> Result<()> {
         .arg(format!("--bind-address={ip}"))
         .arg(format!("--advertise-address={ip}"))
         .arg(format!("--secure-port={API_PORT}"))
-        .arg(format!("--cert-dir={}", p("")))
-        .arg(format!("--tls-cert-file={}", p("apiserver.crt")))
-        .arg(format!("--tls-private-key-file={}", p("apiserver.key")))
-        .arg(format!("--client-ca-file={}", p("ca.crt")))
-        .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-        .arg(format!("--service-account-key-file={}", p("sa.pub")))
-        .arg(format!(
-            "--service-account-signing-key-file={}",
-            p("sa.key")
-        ))
-        .arg(format!(
-            "--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"
-        ))
+        .args(apiserver_pki_args(&kl.pki))
         .arg("--authorization-mode=Node,RBAC")
         .arg("--enable-admission-plugins=NodeRestriction")
         .arg("--allow-privileged=true")
