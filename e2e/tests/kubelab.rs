@@ -158,6 +158,15 @@ fn three_nodes_run_a_deployment() {
                     .unwrap_or_default()
             )
         });
+    // Available means replicas - maxUnavailable (25%: 5 of 6) are ready; wait for every pod.
+    lab.wait(&["pod", "-l", "app=web", "--for=condition=Ready"], TIMEOUT)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}\n{}",
+                lab.kubectl_ok(["get", "pods", "-o", "wide"])
+                    .unwrap_or_default()
+            )
+        });
     let web = pods(&lab, "app=web");
     assert_eq!(web.len(), 6, "{web:?}");
     let mut per_node: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
