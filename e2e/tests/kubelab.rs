@@ -371,6 +371,12 @@ fn alive(procs: &[(u32, u64)]) -> Vec<u32> {
 }
 
 fn assert_all_gone(prefix: &str, pids: &[(u32, u64)]) {
+    // SIGKILL is asynchronous: a killed process may still be tearing down (empty cmdline, no
+    // namespaces) for a moment. Give exits a bounded 10 s before calling anything a survivor.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !alive(pids).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let alive: Vec<String> = alive(pids)
         .into_iter()
         .map(|p| {
