@@ -29,6 +29,17 @@ pub const K8S_VERSION: &str = "v1.37.2";
 /// Service range given to kube-apiserver (TEST-NET-style space the lab does not route).
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "198.19.32.0/20";
 
+/// The API server's address in the service range (the `kubernetes` Service), a certificate SAN.
+pub const APISERVER_SERVICE_IP: &str = "198.19.32.1";
+/// The names the API server's certificate carries (besides its addresses).
+pub const APISERVER_NAMES: [&str; 5] = [
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
 /// kube-apiserver flags for the certificates and service-account keys in `pki` (as the harness's
 /// PKI writes them: ca.crt, apiserver.crt/key, sa.pub/key) and the seed's service range. Shared by
 /// the API-only test cluster and the kube lab.
@@ -114,12 +125,12 @@ fn write_pki(dir: &Path) -> Result<()> {
         "kube-apiserver",
         &[
             "127.0.0.1",
-            "198.19.32.1",
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
+            APISERVER_SERVICE_IP,
+            APISERVER_NAMES[0],
+            APISERVER_NAMES[1],
+            APISERVER_NAMES[2],
+            APISERVER_NAMES[3],
+            APISERVER_NAMES[4],
         ],
     )?;
     let admin = ca.client("ocelot-e2e-admin", &["system:masters"])?;

@@ -41,7 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::proc::run_bounded;
-pub use netns::{EXEC_TIMEOUT, LabProcess, Netns, STOP_GRACE};
+pub use netns::{EXEC_TIMEOUT, LabProcess, Netns, STOP_GRACE, to_strings};
 pub use run::{
     RunId, StaleCleanupGuard, cleanup_stale, cleanup_stale_if_idle, hold_stale_cleanup,
     kill_netns_processes, netns_pids, process_start, runs_dir,

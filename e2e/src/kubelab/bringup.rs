@@ -13,7 +13,7 @@ use super::{
     API_PORT, CONTROL_NODE, Cni, CniNode, KubeLab, KubeLabConfig, KubeNode, OUTSIDE_NODES,
     START_TIMEOUT,
 };
-use crate::cluster::{apiserver_pki_args, bin_dir, binary};
+use crate::cluster::{APISERVER_NAMES, APISERVER_SERVICE_IP, apiserver_pki_args, bin_dir, binary};
 use crate::lab::{
     self, Lab, NODE_MTU, SEED_NODES, cgroup, mntns, require_root, require_tools, retry,
 };
@@ -247,12 +247,12 @@ fn write_pki(kl: &KubeLab) -> Result<()> {
         &[
             &control_ip,
             "127.0.0.1",
-            "198.19.32.1",
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
+            APISERVER_SERVICE_IP,
+            APISERVER_NAMES[0],
+            APISERVER_NAMES[1],
+            APISERVER_NAMES[2],
+            APISERVER_NAMES[3],
+            APISERVER_NAMES[4],
         ],
     )?
     .write(dir, "apiserver")?;

@@ -187,10 +187,7 @@ impl KubeNode {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<String> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
+        let args = crate::lab::to_strings(args);
         let out = self
             .exec(&args)
             .with_context(|| format!("running `{}` on node {}", args.join(" "), self.name()))?;
@@ -461,10 +458,7 @@ impl KubeLab {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<String> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect();
+        let args = crate::lab::to_strings(args);
         ok_stdout(&self.kubectl(&args), &format!("kubectl {}", args.join(" ")))
     }
 

@@ -329,7 +329,7 @@ impl Drop for LabProcess {
 }
 
 /// Command arguments as text, for logs and error messages.
-fn to_strings<I, S>(args: I) -> Vec<String>
+pub fn to_strings<I, S>(args: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
