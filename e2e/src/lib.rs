@@ -4,5 +4,6 @@
 pub mod cluster;
 pub mod kubelab;
 pub mod lab;
+pub mod operator;
 pub mod pki;
 pub mod proc;

@@ -6,154 +6,18 @@
 //! The operator binary is taken from the test binary's target dir (`target/<profile>/ocelot-operator`):
 //! `cargo test --workspace` builds it; for this test alone run `cargo build -p ocelot-operator` first.
 //! Object names are the seed's; this test binary has its own API server, so nothing else writes them.
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ocelot_e2e::cluster::{self, check, kubectl, kubectl_stdin};
+use ocelot_e2e::cluster::{check, kubectl};
+use ocelot_e2e::operator::{Operator, apply, fixture, get_json, op_log_line};
 use serde_json::Value;
 
-/// Bound of every wait for the operator (a loaded 2-core CI machine).
-const WAIT: Duration = Duration::from_secs(90);
 const NODES: [(&str, &str, &str); 3] = [
     ("control", "198.19.0.1/20", "198.19.21.0/26"),
     ("node1", "198.19.0.2/20", "198.19.22.128/26"),
     ("node2", "198.19.0.3/20", "198.19.21.64/26"),
 ];
-
-fn operator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/operator-<hash> → target/<profile>/ocelot-operator
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("ocelot-operator"))
-        .expect("test binary lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it first with `cargo build -p ocelot-operator` (`cargo test --workspace` does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A running operator; killed when dropped (also when a test panics).
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(log: &Path) -> Operator {
-        let out = File::create(log).expect("create operator log");
-        let mut cmd = Command::new(operator_binary());
-        cmd.arg("--kubeconfig")
-            .arg(cluster::kubeconfig_path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: prctl is async-signal-safe. The operator dies with this test's thread even on abort.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                Ok(())
-            })
-        };
-        let child = cmd.spawn().expect("start ocelot-operator");
-        Operator {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `f` until it returns Ok, or panics naming `what`, the last answer and the operator log.
-    fn wait<T>(&mut self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "ocelot-operator exited ({status}) while waiting for {what}; log:\n{}",
-                    self.log()
-                );
-            }
-            let last = match f() {
-                Ok(v) => return v,
-                Err(e) => e,
-            };
-            if start.elapsed() > WAIT {
-                panic!(
-                    "timed out after {WAIT:?} waiting for {what}; last: {last}\noperator log:\n{}",
-                    self.log()
-                );
-            }
-            sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// SIGTERM, and the operator must exit cleanly on its own.
-    fn stop(mut self) -> String {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait for operator") {
-                break s;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "ocelot-operator did not exit within {WAIT:?} of SIGTERM; log:\n{}",
-                self.log()
-            );
-            sleep(Duration::from_millis(100));
-        };
-        let log = self.log();
-        assert!(
-            status.success(),
-            "operator exit {status} on SIGTERM; log:\n{log}"
-        );
-        assert!(log.contains("SIGTERM: shutting down"), "{log}");
-        log
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get_json(kind: &str, name: &str) -> Result<Value, String> {
-    // managedFields are hidden by default; the snapshot checks who wrote each object.
-    let out = kubectl(["get", kind, name, "-o", "json", "--show-managed-fields"]);
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("{kind}/{name}: bad JSON: {e}"))
-}
-
-fn apply(yaml: &str) {
-    check(kubectl_stdin(["apply", "-f", "-"], yaml), "kubectl apply");
-}
-
-fn fixture(name: &str) -> String {
-    let p = cluster::repo_root().join("tests/fixtures/valid").join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
 
 /// The user objects of the scenario (kind, name).
 fn user_objects() -> Vec<(&'static str, String)> {
@@ -192,17 +56,21 @@ fn snapshot() -> Vec<Value> {
         .into_iter()
         .map(|(kind, name)| {
             let o = get_json(kind, &name).unwrap_or_else(|e| panic!("{kind}/{name}: {e}"));
-            let managers: Vec<&Value> = o["metadata"]["managedFields"]
+            let fields: Vec<&Value> = o["metadata"]["managedFields"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|f| &f["manager"])
                 .collect();
             // Non-empty: proves managedFields were fetched, so the next check means something.
-            assert!(!managers.is_empty(), "{kind}/{name}: no managedFields");
+            assert!(!fields.is_empty(), "{kind}/{name}: no managedFields");
+            // The operator may own a user object's status (conditions, roll-ups), nothing else.
+            let spec_writes: Vec<&&Value> = fields
+                .iter()
+                .filter(|f| f["manager"] == "ocelot-operator" && f["subresource"] != "status")
+                .collect();
             assert!(
-                !managers.iter().any(|m| *m == "ocelot-operator"),
-                "{kind}/{name} was written by ocelot-operator: managers {managers:?}"
+                spec_writes.is_empty(),
+                "{kind}/{name} spec or metadata written by ocelot-operator: {spec_writes:?}"
             );
             let m = &o["metadata"];
             serde_json::json!({
@@ -211,7 +79,8 @@ fn snapshot() -> Vec<Value> {
                 "labels": m["labels"],
                 "annotations": m["annotations"],
                 "finalizers": m["finalizers"],
-                "resourceVersion": m["resourceVersion"],
+                "ownerReferences": m["ownerReferences"],
+                // Not resourceVersion: the operator's status writes change it, and only them.
                 "generation": m["generation"],
             })
         })
@@ -381,12 +250,4 @@ fn state_versions_of(nodes: &[&str]) -> Vec<(String, Value)> {
             (n.to_string(), o["metadata"]["resourceVersion"].clone())
         })
         .collect()
-}
-
-fn op_log_line(log: &Path, needle: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(log).map_err(|e| e.to_string())?;
-    text.lines()
-        .find(|l| l.contains(needle))
-        .map(str::to_string)
-        .ok_or_else(|| format!("no log line with {needle:?} yet"))
 }

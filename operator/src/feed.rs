@@ -2,8 +2,12 @@
 //! decisions here: the index decides what a change touches and what each node's state is.
 use std::collections::{BTreeMap, BTreeSet};
 
-use ocelot::api::BlockAffinity;
+use ocelot::api::{BlockAffinity, IPPool, Node, NodeNetworkStateStatus};
+use ocelot::control::{PoolVerdict, pool_verdicts};
 use ocelot::index::{Affected, ClusterIndex};
+use ocelot::ipam::{Ipam, IpamConfig};
+
+use crate::watch::KubeNode;
 
 use crate::watch::{KINDS, Kind, Msg, Obj};
 
@@ -49,6 +53,20 @@ pub struct Feed {
     /// Spec hash currently stored in each NodeNetworkState (what the API server holds).
     pub written: BTreeMap<String, String>,
     pub pending: Pending,
+    /// The IPAM engine: pools that may be allocated from, and every IPAMBlock as last seen.
+    pub ipam: Ipam,
+    /// IPPools as last seen, and each one's verdict.
+    pub pools: BTreeMap<String, IPPool>,
+    pub verdicts: BTreeMap<String, PoolVerdict>,
+    /// IPAMBlock name → resourceVersion, for compare-and-swap writes.
+    pub block_versions: BTreeMap<String, String>,
+    /// Kubernetes Nodes and Calico Nodes as last seen.
+    pub kube_nodes: BTreeMap<String, KubeNode>,
+    pub calico_nodes: BTreeMap<String, Node>,
+    /// What each node's agent reports.
+    pub agent_status: BTreeMap<String, NodeNetworkStateStatus>,
+    /// Something changed since the last cluster pass (nodes, blocks, pools, statuses).
+    pub control_dirty: bool,
 }
 
 impl Default for Feed {
@@ -61,6 +79,14 @@ impl Default for Feed {
             affinities: BTreeMap::new(),
             written: BTreeMap::new(),
             pending: Pending::Empty,
+            ipam: Ipam::new(IpamConfig::default()),
+            pools: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            block_versions: BTreeMap::new(),
+            kube_nodes: BTreeMap::new(),
+            calico_nodes: BTreeMap::new(),
+            agent_status: BTreeMap::new(),
+            control_dirty: true,
         }
     }
 }
@@ -73,6 +99,7 @@ impl Feed {
     }
 
     pub fn handle(&mut self, msg: Msg) {
+        self.control_dirty = true;
         match msg {
             Msg::Init(kind) => {
                 self.relisting.insert(kind, BTreeSet::new());
@@ -120,6 +147,8 @@ impl Feed {
         match obj {
             Obj::IPPool(p) => {
                 let a = ix.upsert_pool(&p);
+                self.pools.insert(name.to_string(), *p);
+                self.refresh_pools();
                 self.refeed_affinities(|_| true);
                 a
             }
@@ -128,10 +157,28 @@ impl Feed {
             Obj::FelixConfiguration(f) => ix.upsert_felix(name, &f.spec),
             Obj::Node(n) => {
                 let a = ix.upsert_node(&n);
+                self.calico_nodes.insert(name.to_string(), *n);
                 if new {
                     self.refeed_affinities(|aff| aff.spec.node == name);
                 }
                 a
+            }
+            Obj::KubeNode(n) => {
+                self.kube_nodes.insert(name.to_string(), *n);
+                Affected::Nodes(Default::default())
+            }
+            Obj::IPAMBlock(b) => {
+                if let Some(rv) = b.metadata.resource_version.clone() {
+                    self.block_versions.insert(name.to_string(), rv);
+                }
+                match self.ipam.observe_block(&b.spec) {
+                    Ok(lost) if !lost.is_empty() => {
+                        tracing::info!(block = %name, lost = lost.len(), "another writer changed the block; redoing our changes")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(block = %name, error = %e, "IPAMBlock ignored"),
+                }
+                Affected::Nodes(Default::default())
             }
             Obj::BlockAffinity(b) => {
                 let a = ix.upsert_affinity(&b);
@@ -139,6 +186,8 @@ impl Feed {
                 a
             }
             Obj::NodeNetworkState(s) => {
+                self.agent_status
+                    .insert(name.to_string(), s.status.unwrap_or_default());
                 self.written.insert(name.to_string(), s.spec.hash);
                 // Someone else may have edited it: the reconcile compares hashes and rewrites.
                 Affected::Nodes([name.to_string()].into())
@@ -151,22 +200,71 @@ impl Feed {
         match kind {
             Kind::IPPool => {
                 let a = ix.delete_pool(name);
+                self.pools.remove(name);
+                self.refresh_pools();
                 self.refeed_affinities(|_| true);
                 a
             }
             Kind::BGPPeer => ix.delete_peer(name),
             Kind::BGPConfiguration => ix.delete_bgp_config(name),
             Kind::FelixConfiguration => ix.delete_felix(name),
-            Kind::Node => ix.delete_node(name),
+            Kind::Node => {
+                self.calico_nodes.remove(name);
+                ix.delete_node(name)
+            }
+            Kind::KubeNode => {
+                self.kube_nodes.remove(name);
+                Affected::Nodes(Default::default())
+            }
+            Kind::IPAMBlock => {
+                self.block_versions.remove(name);
+                if let Some(cidr) = block_cidr(name) {
+                    self.ipam.observe_block_deleted(&cidr);
+                }
+                Affected::Nodes(Default::default())
+            }
             Kind::BlockAffinity => {
                 self.affinities.remove(name);
                 ix.delete_affinity(name)
             }
             Kind::NodeNetworkState => {
+                self.agent_status.remove(name);
                 self.written.remove(name);
                 Affected::Nodes([name.to_string()].into())
             }
         }
+    }
+
+    /// Recomputes every pool's verdict and keeps the IPAM engine to the allocatable and disabled
+    /// ones: an invalid or overlapping pool is never claimed or assigned from.
+    fn refresh_pools(&mut self) {
+        let pools: Vec<IPPool> = self.pools.values().cloned().collect();
+        self.verdicts = pool_verdicts(&pools);
+        for (name, pool) in &self.pools {
+            let usable = self.verdicts.get(name).is_some_and(PoolVerdict::is_valid);
+            if usable {
+                if let Err(e) = self.ipam.upsert_pool(name, &pool.spec) {
+                    tracing::warn!(pool = %name, error = %e, "pool not usable for IPAM");
+                    self.ipam.remove_pool(name);
+                }
+            } else {
+                self.ipam.remove_pool(name);
+            }
+        }
+        let gone: Vec<String> = self
+            .ipam
+            .pools()
+            .map(|p| p.name.clone())
+            .filter(|n| !self.pools.contains_key(n))
+            .collect();
+        for n in gone {
+            self.ipam.remove_pool(&n);
+        }
+    }
+
+    /// Whether a BlockAffinity of this name exists (as last seen).
+    pub fn has_affinity(&self, name: &str) -> bool {
+        self.affinities.contains_key(name)
     }
 
     fn refeed_affinities(&mut self, which: impl Fn(&BlockAffinity) -> bool) {
@@ -190,6 +288,19 @@ impl Feed {
                 .collect(),
         }
     }
+}
+
+/// The CIDR an IPAMBlock name stands for (`198-19-22-128-26` → 198.19.22.128/26; IPv6 names use
+/// `-` for `:`), to forget a deleted block whose object is gone.
+fn block_cidr(name: &str) -> Option<ipnet::IpNet> {
+    let (addr, len) = name.rsplit_once('-')?;
+    let v4 = addr.replace('-', ".");
+    let text = if v4.parse::<std::net::Ipv4Addr>().is_ok() {
+        v4
+    } else {
+        addr.replace('-', ":")
+    };
+    format!("{text}/{len}").parse().ok()
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! index and writes each node's NodeNetworkState spec. Decisions live in the `ocelot` crate; this
 //! binary only moves events in and results out.
 mod apply;
+mod blocks;
+mod ctx;
 mod feed;
+mod nodes;
+mod pools;
 mod watch;
 
 use std::io::IsTerminal;
@@ -29,6 +33,20 @@ struct Args {
     /// Address of the metrics and health endpoint (not served yet).
     #[arg(long, env = "OCELOT_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: String,
+    /// CIDR of `default-ipv4-ippool`, created once when no IPv4 pool exists (never touched after).
+    #[arg(long, env = "OCELOT_DEFAULT_IPV4_POOL_CIDR")]
+    default_ipv4_pool_cidr: Option<ipnet::Ipv4Net>,
+    /// Prefix length of the node subnet, given to each node's InternalIP in its Calico Node.
+    #[arg(long, env = "OCELOT_NODE_PREFIX_LENGTH", default_value_t = 32,
+          value_parser = clap::value_parser!(u8).range(1..=32))]
+    node_prefix_length: u8,
+    /// Seconds a deleted node's empty blocks are kept before they are freed (Calico's leakGracePeriod).
+    #[arg(long, env = "OCELOT_LEAK_GRACE_SECONDS", default_value_t = 900)]
+    leak_grace_seconds: u64,
+    /// Seconds between cluster passes with no event (GC timers, retries).
+    #[arg(long, env = "OCELOT_RESYNC_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    resync_seconds: u64,
 }
 
 /// Wait before retrying writes that failed (the API server may be restarting).
@@ -48,7 +66,13 @@ async fn main() -> Result<()> {
         .init();
     tracing::info!(metrics_addr = %args.metrics_addr, "starting (metrics endpoint not served yet)");
     let client = client(args.kubeconfig.as_deref()).await?;
-    run(client).await;
+    let opts = ctx::Opts {
+        default_ipv4_pool_cidr: args.default_ipv4_pool_cidr,
+        node_prefix_length: args.node_prefix_length,
+        leak_grace: Duration::from_secs(args.leak_grace_seconds),
+    };
+    let ctx = ctx::Ctx::new(client.clone(), opts);
+    run(client, ctx, Duration::from_secs(args.resync_seconds)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -85,13 +109,15 @@ async fn shutdown() {
 
 /// The reconcile loop: drain every pending event into the index, then write the affected nodes
 /// in one batch. Returns on shutdown, after the batch in progress.
-async fn run(client: Client) {
+async fn run(client: Client, mut ctx: ctx::Ctx, resync: Duration) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let watchers = watch::spawn_all(&client, &tx);
     drop(tx);
     let mut feed = Feed::default();
     let mut was_synced = false;
     let mut retry: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
@@ -108,12 +134,38 @@ async fn run(client: Client) {
                 }
             },
             _ = tokio::time::sleep_until(retry_at), if retry.is_some() => retry = None,
+            _ = tick.tick() => feed.control_dirty = true,
         }
         // Batch: everything already queued goes into the index before anything is written.
         while let Ok(msg) = rx.try_recv() {
             feed.handle(msg);
         }
-        if !feed.synced() || feed.pending.is_empty() || retry.is_some() {
+        if !feed.synced() {
+            continue;
+        }
+        let mut cluster_writes = 0;
+        if std::mem::take(&mut feed.control_dirty) {
+            cluster_writes += pools::ensure_default(&mut ctx, &feed).await;
+            cluster_writes += blocks::reconcile(&mut ctx, &mut feed).await;
+            cluster_writes += nodes::reconcile(&mut ctx, &feed).await;
+            cluster_writes += pools::reconcile(&mut ctx, &feed).await;
+            if cluster_writes > 0 {
+                tracing::debug!(writes = cluster_writes, "cluster pass");
+            }
+        }
+        if feed.pending.is_empty() || retry.is_some() {
+            if !was_synced && feed.pending.is_empty() {
+                was_synced = true;
+                tracing::info!(
+                    nodes = feed.index.node_count(),
+                    looked_at = 0,
+                    applied = 0,
+                    deleted = 0,
+                    failed = 0,
+                    cluster_writes,
+                    "caches synced; initial reconcile done"
+                );
+            }
             continue;
         }
         let nodes = feed.take_pending();
@@ -126,6 +178,7 @@ async fn run(client: Client) {
                 applied = batch.applied,
                 deleted = batch.deleted,
                 failed = batch.failed.len(),
+                cluster_writes,
                 "caches synced; initial reconcile done"
             );
         } else {

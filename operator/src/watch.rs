@@ -3,12 +3,14 @@
 use std::fmt::Debug;
 
 use futures::StreamExt;
+pub use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use ocelot::api::{
-    BGPConfiguration, BGPPeer, BlockAffinity, FelixConfiguration, IPPool, Node, NodeNetworkState,
+    BGPConfiguration, BGPPeer, BlockAffinity, FelixConfiguration, IPAMBlock, IPPool, Node,
+    NodeNetworkState,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
@@ -24,16 +26,21 @@ pub enum Kind {
     Node,
     BlockAffinity,
     NodeNetworkState,
+    /// Kubernetes (core/v1) Nodes: the source of Calico Nodes.
+    KubeNode,
+    IPAMBlock,
 }
 
 /// Every watched kind; reconciling waits until each has sent InitDone once.
-pub const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 9] = [
     Kind::IPPool,
     Kind::BGPPeer,
     Kind::BGPConfiguration,
     Kind::FelixConfiguration,
     Kind::Node,
     Kind::BlockAffinity,
+    Kind::KubeNode,
+    Kind::IPAMBlock,
     Kind::NodeNetworkState,
 ];
 
@@ -47,6 +54,8 @@ pub enum Obj {
     Node(Box<Node>),
     BlockAffinity(Box<BlockAffinity>),
     NodeNetworkState(Box<NodeNetworkState>),
+    KubeNode(Box<KubeNode>),
+    IPAMBlock(Box<IPAMBlock>),
 }
 
 impl Obj {
@@ -59,6 +68,8 @@ impl Obj {
             Obj::Node(_) => Kind::Node,
             Obj::BlockAffinity(_) => Kind::BlockAffinity,
             Obj::NodeNetworkState(_) => Kind::NodeNetworkState,
+            Obj::KubeNode(_) => Kind::KubeNode,
+            Obj::IPAMBlock(_) => Kind::IPAMBlock,
         }
     }
 
@@ -72,6 +83,8 @@ impl Obj {
             Obj::Node(o) => o.metadata.name.as_deref(),
             Obj::BlockAffinity(o) => o.metadata.name.as_deref(),
             Obj::NodeNetworkState(o) => o.metadata.name.as_deref(),
+            Obj::KubeNode(o) => o.metadata.name.as_deref(),
+            Obj::IPAMBlock(o) => o.metadata.name.as_deref(),
         }
     }
 }
@@ -113,6 +126,8 @@ pub fn spawn_all(client: &Client, tx: &UnboundedSender<Msg>) -> Vec<JoinHandle<(
             |o| Obj::BlockAffinity(Box::new(o)),
             tx,
         ),
+        spawn(client, Kind::KubeNode, |o| Obj::KubeNode(Box::new(o)), tx),
+        spawn(client, Kind::IPAMBlock, |o| Obj::IPAMBlock(Box::new(o)), tx),
         spawn(
             client,
             Kind::NodeNetworkState,
