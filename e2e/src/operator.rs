@@ -158,3 +158,29 @@ pub fn op_log_line(log: &Path, needle: &str) -> Result<String, String> {
         .map(str::to_string)
         .ok_or_else(|| format!("no log line with {needle:?} yet"))
 }
+
+impl Operator {
+    /// SIGKILL: no chance to release the Lease or finish a write.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mutating requests the API server has served, from its own metrics (leases excluded: the API
+/// server and the election renew theirs).
+pub fn api_writes() -> u64 {
+    let out = kubectl(["get", "--raw", "/metrics"]);
+    assert!(out.status.success(), "scrape API server metrics");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            ["POST", "PUT", "PATCH", "DELETE"]
+                .iter()
+                .any(|v| l.contains(&format!("verb=\"{v}\"")))
+        })
+        .filter(|l| !l.contains("resource=\"leases\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -9,7 +9,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl, kubectl_stdin};
-use ocelot_e2e::operator::{Operator, apply, fixture, get_json, op_log_line};
+use ocelot_e2e::operator::{Operator, api_writes, apply, fixture, get_json, op_log_line};
 use serde_json::{Value, json};
 
 const NODES: [(&str, &str, &str); 3] = [
@@ -87,23 +87,6 @@ fn events(reason: &str, name: &str) -> Result<Value, String> {
         .find(|e| e["reason"] == reason && e["regarding"]["name"] == name)
         .cloned()
         .ok_or_else(|| format!("no {reason} Event about {name}"))
-}
-
-/// Mutating requests the API server has served (leases excluded: the API server renews its own).
-fn api_writes() -> u64 {
-    let out = kubectl(["get", "--raw", "/metrics"]);
-    assert!(out.status.success(), "scrape API server metrics");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
-                .iter()
-                .any(|v| l.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter(|l| !l.contains("resource=\"leases\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 #[test]

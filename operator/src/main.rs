@@ -5,6 +5,7 @@ mod apply;
 mod blocks;
 mod ctx;
 mod feed;
+mod leader;
 mod nodes;
 mod pools;
 mod watch;
@@ -47,6 +48,16 @@ struct Args {
     #[arg(long, env = "OCELOT_RESYNC_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     resync_seconds: u64,
+    /// Elect one writing replica through a Lease (off: this process always writes).
+    #[arg(long, env = "OCELOT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    leader_election_namespace: String,
+    /// Lease duration in seconds: a dead leader is replaced after at most this long.
+    #[arg(long, env = "OCELOT_LEASE_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=300))]
+    lease_seconds: u64,
 }
 
 /// Wait before retrying writes that failed (the API server may be restarting).
@@ -72,7 +83,34 @@ async fn main() -> Result<()> {
         leak_grace: Duration::from_secs(args.leak_grace_seconds),
     };
     let ctx = ctx::Ctx::new(client.clone(), opts);
-    run(client, ctx, Duration::from_secs(args.resync_seconds)).await;
+    let (leadership, election) = if args.leader_elect {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let cfg = leader::LeaseConfig {
+            namespace: args.leader_election_namespace.clone(),
+            name: "ocelot-operator".into(),
+            identity,
+            duration: Duration::from_secs(args.lease_seconds),
+        };
+        tracing::info!(?cfg, "leader election on");
+        let (l, t) = leader::spawn(client.clone(), cfg.clone());
+        (l, Some((t, cfg)))
+    } else {
+        (leader::Leadership::always(), None)
+    };
+    run(
+        client.clone(),
+        ctx,
+        leadership,
+        Duration::from_secs(args.resync_seconds),
+    )
+    .await;
+    if let Some((t, cfg)) = election {
+        t.abort();
+        leader::release(client, &cfg).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -109,13 +147,14 @@ async fn shutdown() {
 
 /// The reconcile loop: drain every pending event into the index, then write the affected nodes
 /// in one batch. Returns on shutdown, after the batch in progress.
-async fn run(client: Client, mut ctx: ctx::Ctx, resync: Duration) {
+async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, resync: Duration) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let watchers = watch::spawn_all(&client, &tx);
     drop(tx);
     let mut feed = Feed::default();
     let mut was_synced = false;
     let mut retry: Option<tokio::time::Instant> = None;
+    let mut leading = false;
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown();
@@ -142,6 +181,21 @@ async fn run(client: Client, mut ctx: ctx::Ctx, resync: Duration) {
         }
         if !feed.synced() {
             continue;
+        }
+        // Followers keep their caches current (a fast takeover) but never write.
+        if !leadership.is_leader() {
+            if leading {
+                leading = false;
+                tracing::warn!("not the leader: writes stopped");
+            }
+            continue;
+        }
+        if !leading {
+            leading = true;
+            // A new leader looks at everything once; hashes and statuses already current are not rewritten.
+            feed.control_dirty = true;
+            feed.pending.add(ocelot::index::Affected::All);
+            was_synced = false;
         }
         let mut cluster_writes = 0;
         if std::mem::take(&mut feed.control_dirty) {

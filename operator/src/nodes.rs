@@ -73,9 +73,11 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
                 }],
             },
         });
-        if let Some(a) = &addr {
-            body["spec"] = serde_json::json!({ "bgp": { "ipv4Address": a } });
-        }
+        // spec is required by the schema, even for a node without an address (no BGP).
+        body["spec"] = match &addr {
+            Some(a) => serde_json::json!({ "bgp": { "ipv4Address": a } }),
+            None => serde_json::json!({}),
+        };
         match api
             .patch(
                 name,
