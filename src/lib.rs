@@ -3,6 +3,7 @@
 //! The operator, agent and CLI crates read the world, call into this crate, and write the result.
 pub mod api;
 pub mod bgp;
+pub mod cni;
 pub mod control;
 pub mod crds;
 pub mod desired;
