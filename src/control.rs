@@ -211,6 +211,58 @@ pub fn published_keys(
     (published, refused)
 }
 
+/// What is wrong with a namespace's pool annotations (`cni.projectcalico.org/ipv4pools`,
+/// `ipv6pools`): not a JSON list of strings, or naming a pool (by name or CIDR) that does not
+/// exist, is invalid or disabled, or is of the other family. Each message names the namespace,
+/// the annotation and the problem. Empty when the annotations are fine or absent.
+pub fn namespace_pool_problems(
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    ipam: &Ipam,
+) -> Vec<String> {
+    use crate::ipam::{
+        ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS, Family, PoolSource, check_annotations,
+    };
+    if let Err(e) = check_annotations(annotations, PoolSource::NamespaceAnnotation) {
+        return vec![format!("namespace {namespace:?}: {e}")];
+    }
+    let mut out = Vec::new();
+    for (key, family) in [
+        (ANNOTATION_IPV4_POOLS, Family::V4),
+        (ANNOTATION_IPV6_POOLS, Family::V6),
+    ] {
+        let Some(raw) = annotations.get(key).filter(|r| !r.trim().is_empty()) else {
+            continue;
+        };
+        let refs: Vec<String> = serde_json::from_str(raw).unwrap_or_default();
+        for r in refs {
+            let r = r.trim();
+            let pool = ipam.pool(r).or_else(|| {
+                let cidr: IpNet = r.parse().ok()?;
+                ipam.pools().find(|p| p.cidr == cidr.trunc())
+            });
+            let problem = match pool {
+                None => Some(format!(
+                    "names IPPool {r:?}, which does not exist or is invalid"
+                )),
+                Some(p) if p.disabled => {
+                    Some(format!("names IPPool {:?}, which is disabled", p.name))
+                }
+                Some(p) if p.family() != family => Some(format!(
+                    "names IPPool {:?}, an {} pool, in the {family} list",
+                    p.name,
+                    p.family()
+                )),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                out.push(format!("namespace {namespace:?}: annotation {key} {problem}; pods there fail to get an address"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[path = "control_tests.rs"]
 mod tests;

@@ -219,3 +219,30 @@ fn a_duplicate_key_is_refused_for_the_newcomer_and_the_publisher_keeps_it() {
         Some(KeyProblem::Invalid { .. })
     ));
 }
+
+#[test]
+fn namespace_annotation_problems_name_namespace_annotation_and_pool() {
+    let ipam = seed_ipam();
+    let ann = |v: &str| -> BTreeMap<String, String> {
+        [("cni.projectcalico.org/ipv4pools".to_string(), v.to_string())].into()
+    };
+    assert!(namespace_pool_problems("external-ns", &ann(r#"["external-pool"]"#), &ipam).is_empty());
+    assert!(
+        namespace_pool_problems("a", &ann(r#"["198.19.16.0/21"]"#), &ipam).is_empty(),
+        "by CIDR"
+    );
+    let missing = namespace_pool_problems("external-ns", &ann(r#"["no-such-pool"]"#), &ipam);
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].contains("\"external-ns\"")
+            && missing[0].contains("cni.projectcalico.org/ipv4pools")
+            && missing[0].contains("no-such-pool"),
+        "{missing:?}"
+    );
+    let bad = namespace_pool_problems("b", &ann("external-pool"), &ipam);
+    assert!(
+        bad.len() == 1 && bad[0].contains("\"b\""),
+        "not JSON: {bad:?}"
+    );
+    assert!(namespace_pool_problems("c", &BTreeMap::new(), &ipam).is_empty());
+}

@@ -170,6 +170,20 @@ impl Operator {
 /// Mutating requests the API server has served, from its own metrics (leases excluded: the API
 /// server and the election renew theirs).
 pub fn api_writes() -> u64 {
+    api_writes_except(&[])
+}
+
+/// [`api_writes`] without the writes to these resources (e.g. `events`).
+pub fn api_writes_except(resources: &[&str]) -> u64 {
+    write_lines(resources)
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The API server's `apiserver_request_total` lines of mutating verbs, as [`api_writes_except`]
+/// counts them; compare two scrapes to see which writes happened in between.
+pub fn write_lines(resources: &[&str]) -> Vec<String> {
     let out = kubectl(["get", "--raw", "/metrics"]);
     assert!(out.status.success(), "scrape API server metrics");
     String::from_utf8_lossy(&out.stdout)
@@ -181,6 +195,11 @@ pub fn api_writes() -> u64 {
                 .any(|v| l.contains(&format!("verb=\"{v}\"")))
         })
         .filter(|l| !l.contains("resource=\"leases\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .filter(|l| {
+            !resources
+                .iter()
+                .any(|r| l.contains(&format!("resource=\"{r}\"")))
+        })
+        .map(str::to_string)
+        .collect()
 }

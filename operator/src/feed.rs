@@ -65,6 +65,8 @@ pub struct Feed {
     pub calico_nodes: BTreeMap<String, Node>,
     /// What each node's agent reports.
     pub agent_status: BTreeMap<String, NodeNetworkStateStatus>,
+    /// Namespace → its annotations (only the pool ones matter).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Something changed since the last cluster pass (nodes, blocks, pools, statuses).
     pub control_dirty: bool,
 }
@@ -86,6 +88,7 @@ impl Default for Feed {
             kube_nodes: BTreeMap::new(),
             calico_nodes: BTreeMap::new(),
             agent_status: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
             control_dirty: true,
         }
     }
@@ -167,6 +170,11 @@ impl Feed {
                 self.kube_nodes.insert(name.to_string(), *n);
                 Affected::Nodes(Default::default())
             }
+            Obj::Namespace(n) => {
+                let ann = n.metadata.annotations.unwrap_or_default();
+                self.namespaces.insert(name.to_string(), ann);
+                Affected::Nodes(Default::default())
+            }
             Obj::IPAMBlock(b) => {
                 if let Some(rv) = b.metadata.resource_version.clone() {
                     self.block_versions.insert(name.to_string(), rv);
@@ -214,6 +222,10 @@ impl Feed {
             }
             Kind::KubeNode => {
                 self.kube_nodes.remove(name);
+                Affected::Nodes(Default::default())
+            }
+            Kind::Namespace => {
+                self.namespaces.remove(name);
                 Affected::Nodes(Default::default())
             }
             Kind::IPAMBlock => {

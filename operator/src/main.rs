@@ -203,6 +203,7 @@ async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, 
             cluster_writes += blocks::reconcile(&mut ctx, &mut feed).await;
             cluster_writes += nodes::reconcile(&mut ctx, &feed).await;
             cluster_writes += pools::reconcile(&mut ctx, &feed).await;
+            pools::check_namespaces(&mut ctx, &feed).await;
             if cluster_writes > 0 {
                 tracing::debug!(writes = cluster_writes, "cluster pass");
             }

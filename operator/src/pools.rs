@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use ocelot::api::ippool::IPPoolStatus;
 use ocelot::api::{Condition, IPPool, IPPoolSpec};
-use ocelot::control::{PoolVerdict, pool_reason};
+use ocelot::control::{PoolVerdict, namespace_pool_problems, pool_reason};
 
 use crate::apply::FIELD_MANAGER;
 use crate::ctx::{Ctx, reference};
@@ -183,4 +183,19 @@ pub async fn reconcile(ctx: &mut Ctx, feed: &Feed) -> usize {
         }
     }
     writes
+}
+
+/// Warns (once per problem) about namespaces whose pool annotations cannot be honoured.
+pub async fn check_namespaces(ctx: &mut Ctx, feed: &Feed) {
+    const REASON: &str = "InvalidPoolAnnotation";
+    for (ns, ann) in &feed.namespaces {
+        let problems = namespace_pool_problems(ns, ann, &feed.ipam);
+        if problems.is_empty() {
+            ctx.clear_warnings("Namespace", ns, REASON);
+        }
+        for p in problems {
+            let r = reference("v1", "Namespace", ns, None);
+            ctx.warn_once(r, REASON, &p, p.clone()).await;
+        }
+    }
 }

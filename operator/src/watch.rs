@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 
 use futures::StreamExt;
-pub use k8s_openapi::api::core::v1::Node as KubeNode;
+pub use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode};
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -29,10 +29,12 @@ pub enum Kind {
     /// Kubernetes (core/v1) Nodes: the source of Calico Nodes.
     KubeNode,
     IPAMBlock,
+    /// Namespaces: their pool annotations are checked.
+    Namespace,
 }
 
 /// Every watched kind; reconciling waits until each has sent InitDone once.
-pub const KINDS: [Kind; 9] = [
+pub const KINDS: [Kind; 10] = [
     Kind::IPPool,
     Kind::BGPPeer,
     Kind::BGPConfiguration,
@@ -41,6 +43,7 @@ pub const KINDS: [Kind; 9] = [
     Kind::BlockAffinity,
     Kind::KubeNode,
     Kind::IPAMBlock,
+    Kind::Namespace,
     Kind::NodeNetworkState,
 ];
 
@@ -56,6 +59,7 @@ pub enum Obj {
     NodeNetworkState(Box<NodeNetworkState>),
     KubeNode(Box<KubeNode>),
     IPAMBlock(Box<IPAMBlock>),
+    Namespace(Box<Namespace>),
 }
 
 impl Obj {
@@ -70,6 +74,7 @@ impl Obj {
             Obj::NodeNetworkState(_) => Kind::NodeNetworkState,
             Obj::KubeNode(_) => Kind::KubeNode,
             Obj::IPAMBlock(_) => Kind::IPAMBlock,
+            Obj::Namespace(_) => Kind::Namespace,
         }
     }
 
@@ -85,6 +90,7 @@ impl Obj {
             Obj::NodeNetworkState(o) => o.metadata.name.as_deref(),
             Obj::KubeNode(o) => o.metadata.name.as_deref(),
             Obj::IPAMBlock(o) => o.metadata.name.as_deref(),
+            Obj::Namespace(o) => o.metadata.name.as_deref(),
         }
     }
 }
@@ -128,6 +134,7 @@ pub fn spawn_all(client: &Client, tx: &UnboundedSender<Msg>) -> Vec<JoinHandle<(
         ),
         spawn(client, Kind::KubeNode, |o| Obj::KubeNode(Box::new(o)), tx),
         spawn(client, Kind::IPAMBlock, |o| Obj::IPAMBlock(Box::new(o)), tx),
+        spawn(client, Kind::Namespace, |o| Obj::Namespace(Box::new(o)), tx),
         spawn(
             client,
             Kind::NodeNetworkState,
