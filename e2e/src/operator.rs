@@ -48,6 +48,12 @@ impl Operator {
         cmd.arg("--kubeconfig")
             .arg(cluster::kubeconfig_path())
             .args(args)
+            // A free port per process: tests run several operators at once.
+            .args(if args.contains(&"--metrics-addr") {
+                &[][..]
+            } else {
+                &["--metrics-addr", "127.0.0.1:0"][..]
+            })
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -202,4 +208,39 @@ pub fn write_lines(resources: &[&str]) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+impl Operator {
+    /// GET `path` from the operator's metrics endpoint (address from its log); (status, body).
+    pub fn http_get(&mut self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let log = self.log.clone();
+        let line = self.wait("the metrics endpoint", || {
+            op_log_line(&log, "serving /metrics")
+        });
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .expect("addr= in the log line")
+            .to_string();
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the metrics endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read the response");
+        let code = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
 }

@@ -313,6 +313,27 @@ fn seed_flow_from_kubernetes_nodes() {
         "{log_text}"
     );
 
+    // Metrics and health.
+    let (code, body) = op.http_get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    for want in [
+        "ocelot_operator_reconciles_total",
+        "ocelot_operator_api_writes_total{kind=\"IPAMBlock\"}",
+        "ocelot_operator_watch_events_total{kind=\"KubeNode\"}",
+        "ocelot_operator_reconcile_duration_seconds_bucket",
+        "ocelot_operator_ipam_blocks{pool=\"default-ipv4-ippool\"} 2",
+        "ocelot_operator_ipam_blocks{pool=\"external-pool\"} 1",
+        // node1's three pods and WireGuard address, control's WireGuard address (node2 is gone).
+        "ocelot_operator_ipam_addresses_in_use{pool=\"default-ipv4-ippool\"} 5",
+        "ocelot_operator_ipam_addresses_free{pool=\"default-ipv4-ippool\"} 123",
+        "ocelot_operator_nodes 2",
+        "ocelot_operator_leader 1",
+    ] {
+        assert!(body.contains(want), "/metrics lacks {want:?}:\n{body}");
+    }
+    assert_eq!(op.http_get("/healthz").0, 200);
+    assert_eq!(op.http_get("/readyz").0, 200);
+
     // Nothing changes: several resync passes make no API write.
     sleep(Duration::from_secs(3));
     let before = api_writes();

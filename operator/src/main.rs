@@ -6,6 +6,7 @@ mod blocks;
 mod ctx;
 mod feed;
 mod leader;
+mod metrics;
 mod nodes;
 mod pools;
 mod watch;
@@ -31,9 +32,9 @@ struct Args {
     /// Kubeconfig file; without it, the in-cluster service account or the default kubeconfig.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Address of the metrics and health endpoint (not served yet).
+    /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "OCELOT_METRICS_ADDR", default_value = "0.0.0.0:9090")]
-    metrics_addr: String,
+    metrics_addr: std::net::SocketAddr,
     /// CIDR of `default-ipv4-ippool`, created once when no IPv4 pool exists (never touched after).
     #[arg(long, env = "OCELOT_DEFAULT_IPV4_POOL_CIDR")]
     default_ipv4_pool_cidr: Option<ipnet::Ipv4Net>,
@@ -75,7 +76,16 @@ async fn main() -> Result<()> {
         // Colour codes only on a terminal: log files and collectors get plain `key=value` fields.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    tracing::info!(metrics_addr = %args.metrics_addr, "starting (metrics endpoint not served yet)");
+    tracing::info!(metrics_addr = %args.metrics_addr, "starting");
+    let metrics = metrics::Metrics::new();
+    let server = metrics::serve(args.metrics_addr, metrics.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve metrics on {} (--metrics-addr)",
+                args.metrics_addr
+            )
+        })?;
     let client = client(args.kubeconfig.as_deref()).await?;
     let opts = ctx::Opts {
         default_ipv4_pool_cidr: args.default_ipv4_pool_cidr,
@@ -104,9 +114,11 @@ async fn main() -> Result<()> {
         client.clone(),
         ctx,
         leadership,
+        metrics,
         Duration::from_secs(args.resync_seconds),
     )
     .await;
+    server.abort();
     if let Some((t, cfg)) = election {
         t.abort();
         leader::release(client, &cfg).await;
@@ -147,7 +159,13 @@ async fn shutdown() {
 
 /// The reconcile loop: drain every pending event into the index, then write the affected nodes
 /// in one batch. Returns on shutdown, after the batch in progress.
-async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, resync: Duration) {
+async fn run(
+    client: Client,
+    mut ctx: ctx::Ctx,
+    leadership: leader::Leadership,
+    metrics: std::sync::Arc<metrics::Metrics>,
+    resync: Duration,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let watchers = watch::spawn_all(&client, &tx);
     drop(tx);
@@ -166,7 +184,10 @@ async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, 
             biased;
             _ = &mut stop => break,
             msg = rx.recv() => match msg {
-                Some(msg) => feed.handle(msg),
+                Some(msg) => {
+                    metrics::count_event(&metrics, &msg);
+                    feed.handle(msg)
+                }
                 None => {
                     tracing::error!("all watchers ended");
                     break;
@@ -177,11 +198,16 @@ async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, 
         }
         // Batch: everything already queued goes into the index before anything is written.
         while let Ok(msg) = rx.try_recv() {
+            metrics::count_event(&metrics, &msg);
             feed.handle(msg);
         }
         if !feed.synced() {
             continue;
         }
+        metrics
+            .ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        metrics.leader.set(i64::from(leadership.is_leader()));
         // Followers keep their caches current (a fast takeover) but never write.
         if !leadership.is_leader() {
             if leading {
@@ -198,12 +224,22 @@ async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, 
             was_synced = false;
         }
         let mut cluster_writes = 0;
+        let started = std::time::Instant::now();
         if std::mem::take(&mut feed.control_dirty) {
-            cluster_writes += pools::ensure_default(&mut ctx, &feed).await;
-            cluster_writes += blocks::reconcile(&mut ctx, &mut feed).await;
-            cluster_writes += nodes::reconcile(&mut ctx, &feed).await;
-            cluster_writes += pools::reconcile(&mut ctx, &feed).await;
+            let p = pools::ensure_default(&mut ctx, &feed).await;
+            let b = blocks::reconcile(&mut ctx, &mut feed).await;
+            let n = nodes::reconcile(&mut ctx, &feed).await;
+            let s = pools::reconcile(&mut ctx, &feed).await;
             pools::check_namespaces(&mut ctx, &feed).await;
+            metrics.wrote("IPPool", p + s);
+            metrics.wrote("IPAMBlock", b);
+            metrics.wrote("Node", n);
+            metrics.reconciles.inc();
+            metrics
+                .reconcile_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics::update_gauges(&metrics, &feed);
+            cluster_writes = p + b + n + s;
             if cluster_writes > 0 {
                 tracing::debug!(writes = cluster_writes, "cluster pass");
             }
@@ -225,6 +261,14 @@ async fn run(client: Client, mut ctx: ctx::Ctx, leadership: leader::Leadership, 
         }
         let nodes = feed.take_pending();
         let batch = apply::reconcile(&client, &mut feed, nodes).await;
+        metrics.wrote("NodeNetworkState", batch.applied + batch.deleted);
+        if !batch.failed.is_empty() {
+            metrics
+                .errors
+                .get_or_create(&vec![("reason", "NodeNetworkStateWriteFailed".to_string())])
+                .inc_by(batch.failed.len() as u64);
+        }
+        metrics::update_gauges(&metrics, &feed);
         if !was_synced {
             was_synced = true;
             tracing::info!(
