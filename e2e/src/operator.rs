@@ -244,3 +244,19 @@ impl Operator {
         (code, body)
     }
 }
+
+/// Applies the seed's patch switching WireGuard on in FelixConfiguration `default`.
+pub fn patch_seed_wireguard_on() {
+    let patch = fixture("felixconfiguration-default.wireguard-on.patch.json");
+    check(
+        kubectl([
+            "patch",
+            "felixconfiguration",
+            "default",
+            "--type=merge",
+            "-p",
+            patch.trim(),
+        ]),
+        "kubectl patch felixconfiguration default (WireGuard on)",
+    );
+}

@@ -10,7 +10,9 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl};
-use ocelot_e2e::operator::{Operator, apply, fixture, get_json, op_log_line};
+use ocelot_e2e::operator::{
+    Operator, apply, fixture, get_json, op_log_line, patch_seed_wireguard_on,
+};
 use serde_json::Value;
 
 const NODES: [(&str, &str, &str); 3] = [
@@ -165,18 +167,7 @@ fn seed_objects_become_node_network_states() {
     assert_eq!(before, snapshot(), "user objects changed by the operator");
 
     // The seed's patch reaches every node's dataplane settings.
-    let patch = fixture("felixconfiguration-default.wireguard-on.patch.json");
-    check(
-        kubectl([
-            "patch",
-            "felixconfiguration",
-            "default",
-            "--type=merge",
-            "-p",
-            patch.trim(),
-        ]),
-        "kubectl patch felixconfiguration default",
-    );
+    patch_seed_wireguard_on();
     wait_seed_states(&mut op, true);
     // Another writer's edit of a spec (here: blocks and hash) is put back.
     check(

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl, kubectl_stdin};
 use ocelot_e2e::operator::{
-    Operator, api_writes, apply, fixture, get_json, op_log_line, write_lines,
+    Operator, api_writes, apply, fixture, get_json, op_log_line, patch_seed_wireguard_on,
+    write_lines,
 };
 use serde_json::{Value, json};
 
@@ -165,18 +166,7 @@ fn seed_flow_from_kubernetes_nodes() {
 
     // node1's agent assigned three pods; WireGuard on gives the interface the next address.
     allocate_pods("198.19.22.128/26", "node1", 3);
-    let patch = fixture("felixconfiguration-default.wireguard-on.patch.json");
-    check(
-        kubectl([
-            "patch",
-            "felixconfiguration",
-            "default",
-            "--type=merge",
-            "-p",
-            patch.trim(),
-        ]),
-        "patch felixconfiguration",
-    );
+    patch_seed_wireguard_on();
     op.wait("node1's WireGuard interface address", || {
         let s = nns_spec("node1")?;
         match s["wireguardInterfaceIPv4Address"].as_str() {
