@@ -263,6 +263,32 @@ pub fn namespace_pool_problems(
     out
 }
 
+/// The Calico release whose API Ocelot serves, as ClusterInformation's `calicoVersion` reports it.
+pub const CALICO_COMPAT_VERSION: &str = "v3.31.0";
+/// ClusterInformation's `clusterType`: Kubernetes datastore, BGP networking, served by Ocelot.
+pub const CLUSTER_TYPE: &str = "k8s,bgp,kdd,ocelot";
+
+/// The ClusterInformation `default` spec the operator keeps once its caches are synced, or None when
+/// `existing` already says it: the clusterGUID, once set, is kept forever (`new_guid` is called only
+/// when there is none).
+pub fn cluster_information(
+    existing: Option<&crate::api::ClusterInformationSpec>,
+    new_guid: impl FnOnce() -> String,
+) -> Option<crate::api::ClusterInformationSpec> {
+    let guid = existing
+        .and_then(|e| e.cluster_guid.clone())
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(new_guid);
+    let want = crate::api::ClusterInformationSpec {
+        cluster_guid: Some(guid),
+        cluster_type: Some(CLUSTER_TYPE.into()),
+        calico_version: Some(CALICO_COMPAT_VERSION.into()),
+        datastore_ready: Some(true),
+        variant: existing.and_then(|e| e.variant.clone()),
+    };
+    (existing != Some(&want)).then_some(want)
+}
+
 #[cfg(test)]
 #[path = "control_tests.rs"]
 mod tests;

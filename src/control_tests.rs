@@ -246,3 +246,22 @@ fn namespace_annotation_problems_name_namespace_annotation_and_pool() {
     );
     assert!(namespace_pool_problems("c", &BTreeMap::new(), &ipam).is_empty());
 }
+
+#[test]
+fn cluster_information_is_written_once_and_keeps_its_guid() {
+    let first = cluster_information(None, || "abc123".into()).expect("absent: write it");
+    assert_eq!(first.datastore_ready, Some(true));
+    assert_eq!(first.cluster_guid.as_deref(), Some("abc123"));
+    assert_eq!(
+        cluster_information(Some(&first), || unreachable!("guid kept")),
+        None,
+        "current: no write"
+    );
+    let mut stale = first.clone();
+    stale.datastore_ready = Some(false);
+    let fixed = cluster_information(Some(&stale), || unreachable!("guid kept")).unwrap();
+    assert_eq!(
+        (fixed.cluster_guid.as_deref(), fixed.datastore_ready),
+        (Some("abc123"), Some(true))
+    );
+}

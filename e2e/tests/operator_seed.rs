@@ -161,6 +161,13 @@ fn seed_flow_from_kubernetes_nodes() {
             Ok(())
         });
     }
+    let info = get_json("clusterinformations.projectcalico.org", "default").unwrap();
+    assert_eq!(info["spec"]["datastoreReady"], true, "{info}");
+    assert_eq!(
+        info["spec"]["clusterGUID"].as_str().map(str::len),
+        Some(32),
+        "{info}"
+    );
     let pool = get_json("ippools.projectcalico.org", "default-ipv4-ippool").unwrap();
     assert_eq!(pool["spec"]["cidr"], "198.19.16.0/21", "{pool}");
 

@@ -27,6 +27,8 @@ pub struct Opts {
 pub struct Memory {
     /// The default pool was created (or found) once: never again, never touched afterwards.
     pub default_pool_done: bool,
+    /// ClusterInformation `default` checked (and written if needed) since this process started.
+    pub cluster_info_done: bool,
     /// GC timers (first sightings), fed back into the next GC decision.
     pub gc: GcState,
     /// Warnings already sent, (object, reason, detail): one Event per problem, not per pass.

@@ -226,7 +226,8 @@ async fn run(
         let mut cluster_writes = 0;
         let started = std::time::Instant::now();
         if std::mem::take(&mut feed.control_dirty) {
-            let p = pools::ensure_default(&mut ctx, &feed).await;
+            let p = pools::ensure_default(&mut ctx, &feed).await
+                + pools::ensure_cluster_information(&mut ctx).await;
             let b = blocks::reconcile(&mut ctx, &mut feed).await;
             let n = nodes::reconcile(&mut ctx, &feed).await;
             let s = pools::reconcile(&mut ctx, &feed).await;

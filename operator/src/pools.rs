@@ -199,3 +199,58 @@ pub async fn check_namespaces(ctx: &mut Ctx, feed: &Feed) {
         }
     }
 }
+
+/// Keeps ClusterInformation `default` (datastoreReady once the caches are synced); one GET per
+/// operator start, a write only when it differs.
+pub async fn ensure_cluster_information(ctx: &mut Ctx) -> usize {
+    use ocelot::api::ClusterInformation;
+    if ctx.memory.cluster_info_done {
+        return 0;
+    }
+    let api: Api<ClusterInformation> = Api::all(ctx.client.clone());
+    let existing = match api.get_opt("default").await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read ClusterInformation default; will retry");
+            return 0;
+        }
+    };
+    let new_guid = || {
+        let mut b = [0u8; 16];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut b);
+        }
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    let Some(spec) =
+        ocelot::control::cluster_information(existing.as_ref().map(|e| &e.spec), new_guid)
+    else {
+        ctx.memory.cluster_info_done = true;
+        return 0;
+    };
+    let body = serde_json::json!({
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "ClusterInformation",
+        "metadata": { "name": "default" },
+        "spec": spec,
+    });
+    match api
+        .patch(
+            "default",
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(guid = ?spec.cluster_guid, "ClusterInformation default: datastoreReady");
+            ctx.memory.cluster_info_done = true;
+            1
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ClusterInformation write failed; will retry");
+            0
+        }
+    }
+}
