@@ -162,15 +162,21 @@ pub struct BGPPeerStatus {
     /// The metadata.generation the operator last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: Valid and Established.
+    /// Conditions: Supported (fields accepted but not acted on yet) and Established.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Number of nodes this peering applies to.
+    /// Number of nodes this peering gives at least one session (local and reverse sides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_selected: Option<u32>,
-    /// Number of those nodes whose session is Established.
+    /// Number of those nodes whose sessions from this peering are all Established.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_established: Option<u32>,
+    /// BGP sessions this peering makes, summed over its nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_expected: Option<u32>,
+    /// Those of its sessions the nodes' agents report Established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_established: Option<u32>,
     /// The local nodes as calicoctl's NODE column shows them: `(global)`, the node, or the
     /// nodeSelector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,7 +325,7 @@ pub struct BGPConfigurationStatus {
     /// The metadata.generation the operator last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: Valid and Ready.
+    /// Conditions: Supported (fields accepted but not acted on yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Effective nodeToNodeMeshEnabled (default true); only on `default`.

@@ -776,10 +776,11 @@ pub struct FelixConfigurationStatus {
     /// The metadata.generation the operator last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: Valid, and Ready once every affected node applied this generation.
+    /// Conditions: Ready once every affected node applied this generation, and WireGuardReady
+    /// while WireGuard is on for some node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Human summary, e.g. "WireGuard: 3/3 nodes ready".
+    /// Human summary, e.g. "WireGuard ready on 3/3 nodes".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     /// Number of nodes that applied this generation.
@@ -788,4 +789,11 @@ pub struct FelixConfigurationStatus {
     /// Number of nodes this configuration applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_total: Option<u32>,
+    /// Nodes with WireGuard on whose agent applied the current state and reports its WireGuard
+    /// condition True.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_nodes_ready: Option<u32>,
+    /// Nodes with WireGuard on (after merging `default` with `node.<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_nodes_total: Option<u32>,
 }

@@ -132,12 +132,22 @@ pub struct IPPoolStatus {
     /// Number of blocks carved from this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<u32>,
-    /// Number of nodes that have applied this generation of the pool.
+    /// Number of nodes whose agent applied their current desired state, this generation of the pool
+    /// included (NodeNetworkState `status.appliedHash` equal to the spec's hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_applied: Option<u32>,
-    /// Number of nodes this pool concerns.
+    /// Number of nodes this pool concerns (every node: each NodeNetworkState lists every pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_total: Option<u32>,
+    /// Number of nodes holding at least one block of this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_with_blocks: Option<u32>,
+    /// Addresses assigned in this pool's blocks (pods and tunnel addresses), from the IPAMBlocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_in_use: Option<u32>,
+    /// Free addresses in this pool's blocks (the rest of the pool is not carved yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_free: Option<u32>,
 }
 
 impl IPPoolSpec {
