@@ -6,6 +6,7 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use ocelot::api::{NodeNetworkState, NodeNetworkStateSpec};
+use ocelot::rollup::node_facts;
 
 use crate::feed::Feed;
 
@@ -39,23 +40,30 @@ pub struct Batch {
     pub failed: BTreeSet<String>,
 }
 
-/// Reconciles `nodes`: composes each one's state and writes only what differs from the API server.
+/// Reconciles `nodes`: composes each one's state, updates its roll-up facts, and writes only what
+/// differs from the API server.
 pub async fn reconcile(client: &Client, feed: &mut Feed, nodes: BTreeSet<String>) -> Batch {
     let mut batch = Batch {
         looked_at: nodes.len(),
         ..Batch::default()
     };
-    let actions: Vec<Action> = nodes
-        .into_iter()
-        .filter_map(|node| {
-            let stored = feed.written.get(&node);
-            match feed.index.node_state(&node) {
-                Some(spec) if stored != Some(&spec.hash) => Some(Action::Apply(Box::new(spec))),
-                Some(_) => None,
-                None => stored.is_some().then_some(Action::Delete(node)),
-            }
-        })
-        .collect();
+    let mut actions: Vec<Action> = Vec::new();
+    for node in nodes {
+        let spec = feed.index.node_state(&node);
+        // The roll-ups count this node again from its desired state and its agent's report: the
+        // nodes looked at here are exactly those whose state or status may have changed.
+        let facts = spec
+            .as_ref()
+            .map(|s| node_facts(s, feed.agent_status.get(&node)));
+        feed.rollup.set_node(&node, facts);
+        let stored = feed.written.get(&node);
+        match spec {
+            Some(spec) if stored != Some(&spec.hash) => actions.push(Action::Apply(Box::new(spec))),
+            Some(_) => {}
+            None if stored.is_some() => actions.push(Action::Delete(node)),
+            None => {}
+        }
+    }
     let api: Api<NodeNetworkState> = Api::all(client.clone());
     let mut results = futures::stream::iter(actions)
         .map(|action| {

@@ -1,6 +1,6 @@
 //! What every reconcile pass shares: the client, the Event recorder, the options, and the little
 //! the operator remembers between passes (in memory only: a restart recomputes it from the API).
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -33,6 +33,9 @@ pub struct Memory {
     pub gc: GcState,
     /// Warnings already sent, (object, reason, detail): one Event per problem, not per pass.
     pub warned: BTreeSet<(String, String, String)>,
+    /// Status last written per `Kind/name`, with the resourceVersion the object had then: while
+    /// the watch still shows that version, the same status is not sent again.
+    pub status_sent: HashMap<String, (Option<String>, serde_json::Value)>,
 }
 
 /// Shared by the passes.

@@ -2,10 +2,14 @@
 //! decisions here: the index decides what a change touches and what each node's state is.
 use std::collections::{BTreeMap, BTreeSet};
 
-use ocelot::api::{BlockAffinity, IPPool, Node, NodeNetworkStateStatus};
+use ocelot::api::{
+    BGPConfiguration, BGPPeer, BlockAffinity, FelixConfiguration, IPPool, Node,
+    NodeNetworkStateStatus,
+};
 use ocelot::control::{PoolVerdict, pool_verdicts};
 use ocelot::index::{Affected, ClusterIndex};
 use ocelot::ipam::{Ipam, IpamConfig};
+use ocelot::rollup::{Rollup, Source, block_facts};
 
 use crate::watch::KubeNode;
 
@@ -69,6 +73,12 @@ pub struct Feed {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Something changed since the last cluster pass (nodes, blocks, pools, statuses).
     pub control_dirty: bool,
+    /// Source objects as last seen, for their status roll-ups.
+    pub peers: BTreeMap<String, BGPPeer>,
+    pub bgp_configs: BTreeMap<String, BGPConfiguration>,
+    pub felix_configs: BTreeMap<String, FelixConfiguration>,
+    /// Roll-up counters of node and block status, and the source objects to rewrite.
+    pub rollup: Rollup,
 }
 
 impl Default for Feed {
@@ -90,6 +100,10 @@ impl Default for Feed {
             agent_status: BTreeMap::new(),
             namespaces: BTreeMap::new(),
             control_dirty: true,
+            peers: BTreeMap::new(),
+            bgp_configs: BTreeMap::new(),
+            felix_configs: BTreeMap::new(),
+            rollup: Rollup::new(),
         }
     }
 }
@@ -155,9 +169,24 @@ impl Feed {
                 self.refeed_affinities(|_| true);
                 a
             }
-            Obj::BGPPeer(p) => ix.upsert_peer(&p),
-            Obj::BGPConfiguration(c) => ix.upsert_bgp_config(name, &c.spec),
-            Obj::FelixConfiguration(f) => ix.upsert_felix(name, &f.spec),
+            Obj::BGPPeer(p) => {
+                self.rollup.mark(Source::Peer(name.to_string()));
+                let a = ix.upsert_peer(&p);
+                self.peers.insert(name.to_string(), *p);
+                a
+            }
+            Obj::BGPConfiguration(c) => {
+                self.rollup.mark(Source::BgpConfig(name.to_string()));
+                let a = ix.upsert_bgp_config(name, &c.spec);
+                self.bgp_configs.insert(name.to_string(), *c);
+                a
+            }
+            Obj::FelixConfiguration(f) => {
+                self.rollup.mark(Source::Felix(name.to_string()));
+                let a = ix.upsert_felix(name, &f.spec);
+                self.felix_configs.insert(name.to_string(), *f);
+                a
+            }
             Obj::Node(n) => {
                 let a = ix.upsert_node(&n);
                 self.calico_nodes.insert(name.to_string(), *n);
@@ -186,6 +215,10 @@ impl Feed {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(block = %name, error = %e, "IPAMBlock ignored"),
                 }
+                if let Ok(cidr) = b.spec.cidr.parse::<ipnet::IpNet>() {
+                    let cidr = cidr.trunc();
+                    self.rollup.set_block(cidr, block_facts(&self.ipam, &cidr));
+                }
                 Affected::Nodes(Default::default())
             }
             Obj::BlockAffinity(b) => {
@@ -213,9 +246,18 @@ impl Feed {
                 self.refeed_affinities(|_| true);
                 a
             }
-            Kind::BGPPeer => ix.delete_peer(name),
-            Kind::BGPConfiguration => ix.delete_bgp_config(name),
-            Kind::FelixConfiguration => ix.delete_felix(name),
+            Kind::BGPPeer => {
+                self.peers.remove(name);
+                ix.delete_peer(name)
+            }
+            Kind::BGPConfiguration => {
+                self.bgp_configs.remove(name);
+                ix.delete_bgp_config(name)
+            }
+            Kind::FelixConfiguration => {
+                self.felix_configs.remove(name);
+                ix.delete_felix(name)
+            }
             Kind::Node => {
                 self.calico_nodes.remove(name);
                 ix.delete_node(name)
@@ -232,6 +274,7 @@ impl Feed {
                 self.block_versions.remove(name);
                 if let Some(cidr) = block_cidr(name) {
                     self.ipam.observe_block_deleted(&cidr);
+                    self.rollup.set_block(cidr, None);
                 }
                 Affected::Nodes(Default::default())
             }
@@ -271,6 +314,33 @@ impl Feed {
             .collect();
         for n in gone {
             self.ipam.remove_pool(&n);
+        }
+        // Verdicts are cross-pool and a block's pool may have changed: every pool is looked at
+        // again (pool changes are rare; blocks are re-counted once per pool change).
+        self.rollup.mark(Source::AllPools);
+        let cidrs: BTreeSet<ipnet::IpNet> = self
+            .ipam
+            .blocks()
+            .map(|b| b.cidr())
+            .chain(self.rollup.block_cidrs().copied())
+            .collect();
+        for cidr in cidrs {
+            self.rollup.set_block(cidr, block_facts(&self.ipam, &cidr));
+        }
+    }
+
+    /// Every source object's status is looked at again (a new leader's first pass).
+    pub fn mark_all_sources(&mut self) {
+        let r = &mut self.rollup;
+        r.mark(Source::AllPools);
+        for n in self.peers.keys() {
+            r.mark(Source::Peer(n.clone()));
+        }
+        for n in self.bgp_configs.keys() {
+            r.mark(Source::BgpConfig(n.clone()));
+        }
+        for n in self.felix_configs.keys() {
+            r.mark(Source::Felix(n.clone()));
         }
     }
 

@@ -9,6 +9,7 @@ mod leader;
 mod metrics;
 mod nodes;
 mod pools;
+mod status;
 mod watch;
 
 use std::io::IsTerminal;
@@ -221,6 +222,7 @@ async fn run(
             // A new leader looks at everything once; hashes and statuses already current are not rewritten.
             feed.control_dirty = true;
             feed.pending.add(ocelot::index::Affected::All);
+            feed.mark_all_sources();
             was_synced = false;
         }
         let mut cluster_writes = 0;
@@ -230,9 +232,8 @@ async fn run(
                 + pools::ensure_cluster_information(&mut ctx).await;
             let b = blocks::reconcile(&mut ctx, &mut feed).await;
             let n = nodes::reconcile(&mut ctx, &feed).await;
-            let s = pools::reconcile(&mut ctx, &feed).await;
             pools::check_namespaces(&mut ctx, &feed).await;
-            metrics.wrote("IPPool", p + s);
+            metrics.wrote("IPPool", p);
             metrics.wrote("IPAMBlock", b);
             metrics.wrote("Node", n);
             metrics.reconciles.inc();
@@ -240,53 +241,53 @@ async fn run(
                 .reconcile_seconds
                 .observe(started.elapsed().as_secs_f64());
             metrics::update_gauges(&metrics, &feed);
-            cluster_writes = p + b + n + s;
+            cluster_writes = p + b + n;
             if cluster_writes > 0 {
                 tracing::debug!(writes = cluster_writes, "cluster pass");
             }
         }
-        if feed.pending.is_empty() || retry.is_some() {
-            if !was_synced && feed.pending.is_empty() {
-                was_synced = true;
-                tracing::info!(
-                    nodes = feed.index.node_count(),
-                    looked_at = 0,
-                    applied = 0,
-                    deleted = 0,
-                    failed = 0,
-                    cluster_writes,
-                    "caches synced; initial reconcile done"
-                );
+        let batch = if feed.pending.is_empty() || retry.is_some() {
+            None
+        } else {
+            let nodes = feed.take_pending();
+            let batch = apply::reconcile(&client, &mut feed, nodes).await;
+            metrics.wrote("NodeNetworkState", batch.applied + batch.deleted);
+            if !batch.failed.is_empty() {
+                metrics
+                    .errors
+                    .get_or_create(&vec![("reason", "NodeNetworkStateWriteFailed".to_string())])
+                    .inc_by(batch.failed.len() as u64);
             }
-            continue;
-        }
-        let nodes = feed.take_pending();
-        let batch = apply::reconcile(&client, &mut feed, nodes).await;
-        metrics.wrote("NodeNetworkState", batch.applied + batch.deleted);
-        if !batch.failed.is_empty() {
-            metrics
-                .errors
-                .get_or_create(&vec![("reason", "NodeNetworkStateWriteFailed".to_string())])
-                .inc_by(batch.failed.len() as u64);
-        }
-        metrics::update_gauges(&metrics, &feed);
-        if !was_synced {
+            metrics::update_gauges(&metrics, &feed);
+            Some(batch)
+        };
+        // Roll-ups after the batch: the nodes it looked at have their facts counted again, and
+        // each source object whose roll-up moved is written once.
+        let statuses = status::reconcile(&mut ctx, &mut feed).await;
+        metrics.wrote("IPPool", statuses.pools);
+        metrics.wrote("BGPPeer", statuses.peers);
+        metrics.wrote("BGPConfiguration", statuses.bgp_configs);
+        metrics.wrote("FelixConfiguration", statuses.felix);
+        cluster_writes += statuses.total();
+        if !was_synced && (batch.is_some() || feed.pending.is_empty()) {
             was_synced = true;
+            let b = batch.as_ref();
             tracing::info!(
                 nodes = feed.index.node_count(),
-                looked_at = batch.looked_at,
-                applied = batch.applied,
-                deleted = batch.deleted,
-                failed = batch.failed.len(),
+                looked_at = b.map_or(0, |b| b.looked_at),
+                applied = b.map_or(0, |b| b.applied),
+                deleted = b.map_or(0, |b| b.deleted),
+                failed = b.map_or(0, |b| b.failed.len()),
                 cluster_writes,
                 "caches synced; initial reconcile done"
             );
-        } else {
-            tracing::debug!(?batch, "reconciled");
+        } else if let Some(b) = &batch {
+            tracing::debug!(batch = ?b, "reconciled");
         }
-        if !batch.failed.is_empty() {
-            feed.pending
-                .add(ocelot::index::Affected::Nodes(batch.failed));
+        if let Some(b) = batch
+            && !b.failed.is_empty()
+        {
+            feed.pending.add(ocelot::index::Affected::Nodes(b.failed));
             retry = Some(tokio::time::Instant::now() + RETRY_AFTER);
         }
     }

@@ -1,15 +1,19 @@
 //! IPPools: the default pool from the flag (once), and each pool's status (observedGeneration,
-//! `Allocatable` and `Ready` conditions, effective block size and selector, blocks carved) with a
-//! Warning Event when a pool becomes unusable. Never the pool's spec or metadata.
+//! `Allocatable` and `Ready` conditions, effective block size and selector, the roll-up of its
+//! blocks, addresses and nodes) with a Warning Event when a pool becomes unusable. Never the
+//! pool's spec or metadata.
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use ocelot::api::ippool::IPPoolStatus;
-use ocelot::api::{Condition, IPPool, IPPoolSpec};
+use ocelot::api::{IPPool, IPPoolSpec};
 use ocelot::control::{PoolVerdict, namespace_pool_problems, pool_reason};
+use ocelot::rollup::status::{condition, keep_transition_times, pool_rollup};
+use ocelot::rollup::{NodeTotals, PoolCounts};
 
 use crate::apply::FIELD_MANAGER;
 use crate::ctx::{Ctx, reference};
 use crate::feed::Feed;
+use crate::status;
 
 /// Name of the pool created from `--default-ipv4-pool-cidr`, as Calico names it.
 pub const DEFAULT_POOL: &str = "default-ipv4-ippool";
@@ -63,26 +67,15 @@ pub async fn ensure_default(ctx: &mut Ctx, feed: &Feed) -> usize {
     }
 }
 
-fn condition(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    generation: Option<i64>,
-) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message: message.into(),
-        observed_generation: generation,
-        last_transition_time: Time(jiff::Timestamp::now()),
-    }
-}
-
-/// The status the operator wants on `pool`, keeping each condition's transition time when its
-/// status did not change (so an unchanged pool compares equal and is not rewritten).
-pub fn desired_status(pool: &IPPool, verdict: &PoolVerdict, blocks: u32) -> IPPoolStatus {
+/// The status the operator wants on `pool`: its verdict's conditions (each keeping its transition
+/// time while its status stays), the effective defaults, and the roll-up counts.
+pub fn desired_status(
+    pool: &IPPool,
+    verdict: &PoolVerdict,
+    counts: PoolCounts,
+    totals: NodeTotals,
+    now: &Time,
+) -> IPPoolStatus {
     let generation = pool.metadata.generation;
     let is_v6 = pool.spec.cidr.contains(':');
     let ready_reason = if verdict.allocatable {
@@ -95,15 +88,17 @@ pub fn desired_status(pool: &IPPool, verdict: &PoolVerdict, blocks: u32) -> IPPo
             "Allocatable",
             verdict.allocatable,
             verdict.reason,
-            &verdict.message,
+            verdict.message.clone(),
             generation,
+            now,
         ),
         condition(
             "Ready",
             verdict.is_valid(),
             ready_reason,
-            &verdict.message,
+            verdict.message.clone(),
             generation,
+            now,
         ),
     ];
     let observed = pool
@@ -111,78 +106,55 @@ pub fn desired_status(pool: &IPPool, verdict: &PoolVerdict, blocks: u32) -> IPPo
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    for c in &mut conditions {
-        if let Some(old) = observed
-            .iter()
-            .find(|o| o.type_ == c.type_ && o.status == c.status)
-        {
-            c.last_transition_time = old.last_transition_time.clone();
-        }
-    }
-    IPPoolStatus {
+    keep_transition_times(&mut conditions, observed);
+    let mut status = IPPoolStatus {
         observed_generation: generation,
         conditions,
         block_size: Some(pool.spec.effective_block_size(is_v6)),
         node_selector: Some(pool.spec.effective_node_selector().to_string()),
-        blocks: Some(blocks),
-        nodes_applied: None,
-        nodes_total: None,
-    }
+        ..Default::default()
+    };
+    pool_rollup(&mut status, counts, totals);
+    status
 }
 
-/// Writes every pool's status that differs from the stored one; returns the writes made.
-pub async fn reconcile(ctx: &mut Ctx, feed: &Feed) -> usize {
-    let api: Api<IPPool> = Api::all(ctx.client.clone());
+/// Writes pool `name`'s status if it differs from the stored one, and a Warning Event when the
+/// pool became unusable. Ok(writes made); Err when the write failed (retried later).
+pub async fn write_status(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
+    let (Some(pool), Some(verdict)) = (feed.pools.get(name), feed.verdicts.get(name)) else {
+        return Ok(0);
+    };
+    let want = desired_status(
+        pool,
+        verdict,
+        feed.rollup.pool(name),
+        feed.rollup.totals(),
+        now,
+    );
+    let was_reason = pool
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Allocatable"))
+        .map(|c| c.reason.clone());
     let mut writes = 0;
-    for (name, pool) in &feed.pools {
-        let Some(verdict) = feed.verdicts.get(name) else {
-            continue;
-        };
-        let blocks = feed
-            .ipam
-            .blocks()
-            .filter(|b| {
-                feed.ipam
-                    .pool_of(&b.cidr())
-                    .is_some_and(|p| &p.name == name)
-            })
-            .count() as u32;
-        let want = desired_status(pool, verdict, blocks);
-        let was_reason = pool
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Allocatable"))
-            .map(|c| c.reason.clone());
-        if pool.status.as_ref() != Some(&want) {
-            let body = serde_json::json!({
-                "apiVersion": "projectcalico.org/v3",
-                "kind": "IPPool",
-                "metadata": { "name": name },
-                "status": want,
-            });
-            let pp = PatchParams::apply(FIELD_MANAGER).force();
-            match api.patch_status(name, &pp, &Patch::Apply(&body)).await {
-                Ok(_) => writes += 1,
-                Err(e) => {
-                    tracing::warn!(pool = %name, error = %e, "IPPool status write failed; will retry")
-                }
-            }
-        }
-        let unusable = !verdict.is_valid();
-        if unusable && was_reason.as_deref() != Some(verdict.reason) {
-            let r = reference(
-                "projectcalico.org/v3",
-                "IPPool",
-                name,
-                pool.metadata.uid.as_deref(),
-            );
-            ctx.warn_once(r, verdict.reason, &pool.spec.cidr, verdict.message.clone())
-                .await;
-        } else if verdict.reason == pool_reason::OK {
-            ctx.clear_warnings("IPPool", name, pool_reason::CIDR_OVERLAP);
-        }
+    if pool.status.as_ref() != Some(&want) {
+        let rv = pool.metadata.resource_version.as_deref();
+        writes += usize::from(status::write::<IPPool>(ctx, name, rv, &want).await?);
     }
-    writes
+    let unusable = !verdict.is_valid();
+    if unusable && was_reason.as_deref() != Some(verdict.reason) {
+        let r = reference(
+            "projectcalico.org/v3",
+            "IPPool",
+            name,
+            pool.metadata.uid.as_deref(),
+        );
+        ctx.warn_once(r, verdict.reason, &pool.spec.cidr, verdict.message.clone())
+            .await;
+    } else if verdict.reason == pool_reason::OK {
+        ctx.clear_warnings("IPPool", name, pool_reason::CIDR_OVERLAP);
+    }
+    Ok(writes)
 }
 
 /// Warns (once per problem) about namespaces whose pool annotations cannot be honoured.

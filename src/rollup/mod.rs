@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ipnet::IpNet;
 
 use crate::api::nodestate::{NodeNetworkStateSpec, NodeNetworkStateStatus, PeerType};
+use crate::ipam::Ipam;
 
 pub mod status;
 #[cfg(test)]
@@ -105,6 +106,18 @@ pub struct BlockFacts {
     pub in_use: u32,
     /// Addresses free.
     pub free: u32,
+}
+
+/// The facts of the block `cidr` as the IPAM engine holds it; None when the engine has no such
+/// block or it lies in no usable pool (its addresses count nowhere).
+pub fn block_facts(ipam: &Ipam, cidr: &IpNet) -> Option<BlockFacts> {
+    let block = ipam.block(cidr)?;
+    Some(BlockFacts {
+        pool: ipam.pool_of(cidr)?.name.clone(),
+        node: block.node().map(str::to_string),
+        in_use: block.allocated(),
+        free: block.free(),
+    })
 }
 
 /// A source object whose status carries a roll-up.
@@ -310,6 +323,11 @@ impl Rollup {
             }
             self.dirty.insert(Source::Pool(f.pool.clone()));
         }
+    }
+
+    /// The blocks counted, by CIDR.
+    pub fn block_cidrs(&self) -> impl Iterator<Item = &IpNet> {
+        self.blocks.keys()
     }
 
     /// Marks a source object dirty (it changed itself, or a write of its status failed).
