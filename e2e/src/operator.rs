@@ -196,7 +196,8 @@ pub fn write_lines(resources: &[&str]) -> Vec<String> {
         .lines()
         .filter(|l| l.starts_with("apiserver_request_total{"))
         .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
+            // Server-side apply is counted as verb APPLY, not PATCH.
+            ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
                 .iter()
                 .any(|v| l.contains(&format!("verb=\"{v}\"")))
         })
