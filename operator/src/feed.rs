@@ -436,6 +436,40 @@ mod tests {
         spec.blocks.into_iter().map(|b| b.cidr).collect()
     }
 
+    fn ipam_block(cidr: &str, node: &str) -> Obj {
+        let net: ipnet::IpNet = cidr.parse().unwrap();
+        let spec = ocelot::ipam::Block::new(net, Some(format!("host:{node}")), None, 0).to_spec();
+        Obj::IPAMBlock(Box::new(ocelot::api::IPAMBlock::new(
+            &cidr.replace(['.', '/'], "-"),
+            spec,
+        )))
+    }
+
+    #[test]
+    fn blocks_count_in_their_pool_roll_up_once_the_pool_is_known() {
+        let mut feed = Feed::default();
+        list(
+            &mut feed,
+            Kind::IPAMBlock,
+            vec![ipam_block("198.19.22.128/26", "node1")],
+        );
+        assert_eq!(
+            feed.rollup.pool("default-ipv4-ippool").blocks,
+            0,
+            "no pool yet"
+        );
+        feed.rollup.take_dirty();
+        list(&mut feed, Kind::IPPool, vec![pool()]);
+        let counts = feed.rollup.pool("default-ipv4-ippool");
+        assert_eq!(
+            (counts.blocks, counts.free, counts.nodes_with_blocks),
+            (1, 64, 1)
+        );
+        assert!(feed.rollup.take_dirty().contains(&Source::AllPools));
+        feed.handle(Msg::Delete(ipam_block("198.19.22.128/26", "node1")));
+        assert_eq!(feed.rollup.pool("default-ipv4-ippool").blocks, 0);
+    }
+
     #[test]
     fn synced_only_after_every_kind_listed_once() {
         let mut feed = Feed::default();

@@ -122,6 +122,7 @@ pub fn desired_status(
 /// pool became unusable. Ok(writes made); Err when the write failed (retried later).
 pub async fn write_status(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
     let (Some(pool), Some(verdict)) = (feed.pools.get(name), feed.verdicts.get(name)) else {
+        ctx.memory.status_sent.remove(&format!("IPPool/{name}"));
         return Ok(0);
     };
     let want = desired_status(

@@ -90,6 +90,7 @@ pub async fn reconcile(ctx: &mut Ctx, feed: &mut Feed) -> Writes {
 
 async fn peer(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
     let Some(p) = feed.peers.get(name) else {
+        ctx.memory.status_sent.remove(&format!("BGPPeer/{name}"));
         return Ok(0);
     };
     let old = p.status.as_ref();
@@ -122,6 +123,9 @@ async fn peer(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usiz
 
 async fn bgp_config(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
     let Some(c) = feed.bgp_configs.get(name) else {
+        ctx.memory
+            .status_sent
+            .remove(&format!("BGPConfiguration/{name}"));
         return Ok(0);
     };
     let old = c.status.as_ref();
@@ -148,6 +152,9 @@ async fn bgp_config(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Resul
 
 async fn felix(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
     let Some(f) = feed.felix_configs.get(name) else {
+        ctx.memory
+            .status_sent
+            .remove(&format!("FelixConfiguration/{name}"));
         return Ok(0);
     };
     let totals = if name == "default" {
