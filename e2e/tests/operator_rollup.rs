@@ -22,6 +22,37 @@ const NODES: [(&str, &str); 3] = [
 ];
 
 const FILTERED_PEER: &str = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rack-router\nspec:\n  peerIP: 198.19.15.253\n  asNumber: 64600\n  nodeSelector: kubernetes.io/hostname == 'node1'\n  filters: [only-blocks]\n";
+/// A pool asking for VXLAN (not implemented) that selects no node, and node2's own Felix settings
+/// asking for the eBPF dataplane (not implemented).
+const OVERLAY_POOL: &str = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: overlay-pool\nspec:\n  cidr: 198.19.40.0/24\n  vxlanMode: Always\n  nodeSelector: '!all()'\n";
+const FELIX_NODE2: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: node.node2\nspec:\n  bpfEnabled: true\n";
+/// The objects with fields not acted on: (resource, Kind, name, field).
+const UNSUPPORTED: [(&str, &str, &str, &str); 4] = [
+    (
+        "bgppeers.projectcalico.org",
+        "BGPPeer",
+        "rack-router",
+        "spec.filters",
+    ),
+    (
+        "bgpconfigurations.projectcalico.org",
+        "BGPConfiguration",
+        "default",
+        "spec.localWorkloadPeeringIPV4",
+    ),
+    (
+        "ippools.projectcalico.org",
+        "IPPool",
+        "overlay-pool",
+        "spec.vxlanMode",
+    ),
+    (
+        "felixconfigurations.projectcalico.org",
+        "FelixConfiguration",
+        "node.node2",
+        "spec.bpfEnabled",
+    ),
+];
 const BGP_CONFIG: &str = "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  logSeverityScreen: Info\n  localWorkloadPeeringIPV4: 169.254.0.179\n";
 
 fn patch_status(kind: &str, name: &str, patch: &Value) {
@@ -114,14 +145,18 @@ fn felix_ready(op: &mut Operator, ready: u32) -> Value {
     })
 }
 
-fn events(reason: &str, name: &str) -> Vec<Value> {
+fn events(reason: &str, kind: &str, name: &str) -> Vec<Value> {
     let out = kubectl(["get", "events.events.k8s.io", "-A", "-o", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("events JSON");
     v["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == name)
+        .filter(|e| {
+            e["reason"] == reason
+                && e["regarding"]["kind"] == kind
+                && e["regarding"]["name"] == name
+        })
         .cloned()
         .collect()
 }
@@ -178,6 +213,8 @@ fn node_status_rolls_up_into_source_objects() {
     apply(&fixture("felixconfiguration-default.yaml"));
     apply(FILTERED_PEER);
     apply(BGP_CONFIG);
+    apply(OVERLAY_POOL);
+    apply(FELIX_NODE2);
     patch_seed_wireguard_on();
     // Every node's state settled: WireGuard address given, node1 with both peers.
     for (node, _) in NODES {
@@ -270,9 +307,19 @@ fn node_status_rolls_up_into_source_objects() {
             .contains("spec.localWorkloadPeeringIPV4"),
         "{cfg}"
     );
-    for name in ["rack-router", "default"] {
+    for (resource, kind, name, field) in UNSUPPORTED {
+        let s = op.wait(&format!("{resource}/{name} Supported=False"), || {
+            let s = status(resource, name)?;
+            let c = cond(&s, "Supported");
+            if c["status"] == "False" && c["reason"] == "NotSupportedYet" {
+                Ok(c.clone())
+            } else {
+                Err(format!("Supported {c}"))
+            }
+        });
+        assert!(s["message"].as_str().unwrap_or("").contains(field), "{s}");
         let ev = op.wait(&format!("a NotSupportedYet Event about {name}"), || {
-            events("NotSupportedYet", name)
+            events("NotSupportedYet", kind, name)
                 .into_iter()
                 .next()
                 .ok_or_else(|| "none yet".to_string())
@@ -310,6 +357,17 @@ fn node_status_rolls_up_into_source_objects() {
     felix_ready(&mut op, 1);
     agent_reports("node2", true);
     let felix = felix_ready(&mut op, 2);
+    // node2's own FelixConfiguration counts node2 alone.
+    op.wait("node.node2's roll-up", || {
+        status_is(
+            "felixconfigurations.projectcalico.org",
+            "node.node2",
+            &[
+                ("/summary", json!("WireGuard ready on 1/1 nodes")),
+                ("/nodesReady", json!(1)),
+            ],
+        )
+    });
     assert_eq!(felix["nodesReady"], 2, "{felix}");
     let printed = kubectl(["get", "felixconfigurations.projectcalico.org", "default"]);
     let printed = String::from_utf8_lossy(&printed.stdout).to_string();
@@ -324,6 +382,8 @@ fn node_status_rolls_up_into_source_objects() {
         ("bgppeers.projectcalico.org", "rack-router"),
         ("bgpconfigurations.projectcalico.org", "default"),
         ("felixconfigurations.projectcalico.org", "default"),
+        ("felixconfigurations.projectcalico.org", "node.node2"),
+        ("ippools.projectcalico.org", "overlay-pool"),
     ] {
         only_status_written(kind, name);
     }
@@ -338,11 +398,11 @@ fn node_status_rolls_up_into_source_objects() {
         "a resync with nothing changed wrote to the API server; log:\n{}",
         op.log()
     );
-    for name in ["rack-router", "default"] {
+    for (_, kind, name, _) in UNSUPPORTED {
         assert_eq!(
-            events("NotSupportedYet", name).len(),
+            events("NotSupportedYet", kind, name).len(),
             1,
-            "one Warning Event per unsupported field of {name}"
+            "one Warning Event per unsupported field of {kind} {name}"
         );
     }
 

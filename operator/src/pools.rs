@@ -7,7 +7,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use ocelot::api::ippool::IPPoolStatus;
 use ocelot::api::{IPPool, IPPoolSpec};
 use ocelot::control::{PoolVerdict, namespace_pool_problems, pool_reason};
-use ocelot::rollup::status::{condition, keep_transition_times, pool_rollup};
+use ocelot::desired::support::pool_unsupported;
+use ocelot::rollup::status::{condition, keep_transition_times, pool_rollup, supported_condition};
 use ocelot::rollup::{NodeTotals, PoolCounts};
 
 use crate::apply::FIELD_MANAGER;
@@ -84,6 +85,7 @@ pub fn desired_status(
         verdict.reason
     };
     let mut conditions = vec![
+        supported_condition(&pool_unsupported(&pool.spec), generation, now),
         condition(
             "Allocatable",
             verdict.allocatable,
@@ -137,6 +139,21 @@ pub async fn write_status(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) ->
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Allocatable"))
         .map(|c| c.reason.clone());
+    let old_conditions = pool
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    status::warn_unsupported(
+        ctx,
+        "IPPool",
+        name,
+        pool.metadata.uid.as_deref(),
+        &pool_unsupported(&pool.spec),
+        old_conditions,
+        &want.conditions,
+    )
+    .await;
     let mut writes = 0;
     if pool.status.as_ref() != Some(&want) {
         let rv = pool.metadata.resource_version.as_deref();

@@ -11,6 +11,7 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use ocelot::api::{BGPConfiguration, BGPPeer, Condition, FelixConfiguration};
 use ocelot::bgp::support::{NOT_SUPPORTED_YET, Unsupported, config_unsupported, peer_unsupported};
+use ocelot::desired::support::felix_unsupported;
 use ocelot::rollup::status::{bgp_config_status, felix_status, kind, peer_status};
 use ocelot::rollup::{NodeTotals, Source};
 use serde::Serialize;
@@ -165,7 +166,18 @@ async fn felix(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usi
         NodeTotals::default()
     };
     let old = f.status.as_ref();
-    let want = felix_status(f.metadata.generation, totals, old, now);
+    let want = felix_status(f.metadata.generation, &f.spec, totals, old, now);
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    warn_unsupported(
+        ctx,
+        "FelixConfiguration",
+        name,
+        f.metadata.uid.as_deref(),
+        &felix_unsupported(&f.spec),
+        old_conditions,
+        &want.conditions,
+    )
+    .await;
     if old == Some(&want) {
         return Ok(0);
     }
@@ -177,7 +189,7 @@ async fn felix(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usi
 
 /// One Warning Event per unsupported field, when the stored `Supported` condition does not say
 /// it yet (so a restart finding it already reported sends none).
-async fn warn_unsupported(
+pub async fn warn_unsupported(
     ctx: &mut Ctx,
     kind_name: &str,
     name: &str,

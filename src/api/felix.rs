@@ -776,8 +776,8 @@ pub struct FelixConfigurationStatus {
     /// The metadata.generation the operator last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: Ready once every affected node applied this generation, and WireGuardReady
-    /// while WireGuard is on for some node.
+    /// Conditions: Ready once every affected node applied this generation, Supported (fields
+    /// accepted but not acted on), and WireGuardReady while WireGuard is on for some node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Human summary, e.g. "WireGuard ready on 3/3 nodes".

@@ -120,7 +120,8 @@ pub struct IPPoolStatus {
     /// The metadata.generation the operator last evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions: Allocatable (reasons OK, CIDROverlap, PoolDisabled, Terminating) and Ready.
+    /// Conditions: Allocatable (reasons OK, CIDROverlap, PoolDisabled, Invalid), Ready, and
+    /// Supported (False: spec.ipipMode or spec.vxlanMode asks for encapsulation Ocelot does not do).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The effective block size after defaulting.

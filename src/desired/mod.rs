@@ -3,6 +3,7 @@
 
 pub mod felix;
 pub mod mtu;
+pub mod support;
 
 pub use felix::{DataplaneDefaults, dataplane_settings, merge_felix};
 pub use mtu::{Encaps, MtuPlan, plan_mtu};

@@ -6,10 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::Condition;
 use crate::api::bgp::{BGPConfigurationSpec, BGPConfigurationStatus, BGPPeerSpec, BGPPeerStatus};
-use crate::api::felix::FelixConfigurationStatus;
+use crate::api::felix::{FelixConfigurationSpec, FelixConfigurationStatus};
 use crate::api::ippool::IPPoolStatus;
 use crate::bgp::columns::{bgpconfig_effective, peer_node_column};
 use crate::bgp::support::{NOT_SUPPORTED_YET, Unsupported, config_unsupported, peer_unsupported};
+use crate::desired::support::felix_unsupported;
 
 use super::{NodeTotals, PeerCounts, PoolCounts};
 
@@ -100,9 +101,11 @@ pub fn felix_summary(t: &NodeTotals) -> String {
 }
 
 /// A FelixConfiguration's status: `totals` are every node's for `default`, the one node's for
-/// `node.<name>` ([`NodeTotals::of`]).
+/// `node.<name>` ([`NodeTotals::of`]); `Ready`, `Supported` and, while WireGuard is on somewhere,
+/// `WireGuardReady`.
 pub fn felix_status(
     generation: Option<i64>,
+    spec: &FelixConfigurationSpec,
     t: NodeTotals,
     old: Option<&FelixConfigurationStatus>,
     now: &Time,
@@ -123,7 +126,10 @@ pub fn felix_status(
         (_, true) => condition(kind::READY, true, "Applied", applied, generation, now),
         (_, false) => condition(kind::READY, false, "Applying", applied, generation, now),
     };
-    let mut conditions = vec![ready];
+    let mut conditions = vec![
+        ready,
+        supported_condition(&felix_unsupported(spec), generation, now),
+    ];
     let wireguard = t.wireguard_enabled > 0;
     if wireguard {
         let all = t.wireguard_ready == t.wireguard_enabled;

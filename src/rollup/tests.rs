@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::status::*;
 use super::*;
 use crate::api::Condition;
+use crate::api::FelixConfigurationSpec;
 use crate::api::bgp::{BGPConfigurationSpec, BGPPeerSpec};
 use crate::api::nodestate::{BGPPeerStatusEntry, BGPPeerTarget, NodeBGPState};
 
@@ -292,7 +293,7 @@ fn statuses_from_the_counters() {
         wireguard_enabled: 3,
         wireguard_ready: 2,
     };
-    let s = felix_status(Some(4), t, None, &now);
+    let s = felix_status(Some(4), &FelixConfigurationSpec::default(), t, None, &now);
     assert_eq!(s.summary.as_deref(), Some("WireGuard ready on 2/3 nodes"));
     assert_eq!((s.nodes_ready, s.nodes_total), (Some(2), Some(3)));
     assert_eq!(
@@ -310,14 +311,29 @@ fn statuses_from_the_counters() {
     );
     assert_eq!(wg.observed_generation, Some(4));
     // Same values later: equal, transition times kept, so nothing is rewritten.
-    assert_eq!(felix_status(Some(4), t, Some(&s), &time(2000)), s);
+    assert_eq!(
+        felix_status(
+            Some(4),
+            &FelixConfigurationSpec::default(),
+            t,
+            Some(&s),
+            &time(2000)
+        ),
+        s
+    );
     // All ready: the condition flips and gets the new time.
     let all = NodeTotals {
         converged: 3,
         wireguard_ready: 3,
         ..t
     };
-    let s2 = felix_status(Some(4), all, Some(&s), &time(2000));
+    let s2 = felix_status(
+        Some(4),
+        &FelixConfigurationSpec::default(),
+        all,
+        Some(&s),
+        &time(2000),
+    );
     let wg = s2
         .conditions
         .iter()
@@ -330,6 +346,7 @@ fn statuses_from_the_counters() {
     // WireGuard off: no WireGuard condition or counts.
     let off = felix_status(
         Some(5),
+        &FelixConfigurationSpec::default(),
         NodeTotals {
             nodes: 3,
             converged: 3,
@@ -339,6 +356,27 @@ fn statuses_from_the_counters() {
         &now,
     );
     assert_eq!(off.summary.as_deref(), Some("3/3 nodes applied"));
+    let sup = off
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind::SUPPORTED)
+        .unwrap();
+    assert_eq!(sup.status, "True");
+    let bpf = FelixConfigurationSpec {
+        bpf_enabled: Some(true),
+        ..Default::default()
+    };
+    let s = felix_status(Some(5), &bpf, t, None, &now);
+    let sup = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind::SUPPORTED)
+        .unwrap();
+    assert_eq!(
+        (sup.status.as_str(), sup.reason.as_str()),
+        ("False", "NotSupportedYet")
+    );
+    assert!(sup.message.contains("spec.bpfEnabled"), "{}", sup.message);
     assert!(
         off.conditions
             .iter()
