@@ -116,7 +116,7 @@ impl Feed {
     }
 
     pub fn handle(&mut self, msg: Msg) {
-        self.control_dirty = true;
+        let was_dirty = std::mem::replace(&mut self.control_dirty, true);
         match msg {
             Msg::Init(kind) => {
                 self.relisting.insert(kind, BTreeSet::new());
@@ -130,6 +130,12 @@ impl Feed {
                     seen.insert(name.clone());
                 }
                 let new = self.names.entry(kind).or_default().insert(name.clone());
+                // Only a source object's status changed (typically the operator's own roll-up
+                // write coming back): it is looked at again, nothing else is.
+                if self.status_only(&obj, &name) {
+                    self.control_dirty = was_dirty;
+                    return;
+                }
                 let affected = self.upsert(obj, &name, new);
                 self.pending.add(affected);
             }
@@ -156,6 +162,53 @@ impl Feed {
                     tracing::info!(?kind, objects = self.names[&kind].len(), "listed");
                 }
             }
+        }
+    }
+
+    /// Stores `obj` and marks it for a status look if it is a source object whose spec (and, for a
+    /// pool, creation time, which orders overlap verdicts) is what the index already has.
+    fn status_only(&mut self, obj: &Obj, name: &str) -> bool {
+        let n = name.to_string();
+        match obj {
+            Obj::IPPool(p) => {
+                let same = self.pools.get(name).is_some_and(|o| {
+                    o.spec == p.spec
+                        && o.metadata.creation_timestamp == p.metadata.creation_timestamp
+                });
+                if same {
+                    self.rollup.mark(Source::Pool(n.clone()));
+                    self.pools.insert(n, (**p).clone());
+                }
+                same
+            }
+            Obj::BGPPeer(p) => {
+                let same = self.peers.get(name).is_some_and(|o| o.spec == p.spec);
+                if same {
+                    self.rollup.mark(Source::Peer(n.clone()));
+                    self.peers.insert(n, (**p).clone());
+                }
+                same
+            }
+            Obj::BGPConfiguration(c) => {
+                let same = self.bgp_configs.get(name).is_some_and(|o| o.spec == c.spec);
+                if same {
+                    self.rollup.mark(Source::BgpConfig(n.clone()));
+                    self.bgp_configs.insert(n, (**c).clone());
+                }
+                same
+            }
+            Obj::FelixConfiguration(f) => {
+                let same = self
+                    .felix_configs
+                    .get(name)
+                    .is_some_and(|o| o.spec == f.spec);
+                if same {
+                    self.rollup.mark(Source::Felix(n.clone()));
+                    self.felix_configs.insert(n, (**f).clone());
+                }
+                same
+            }
+            _ => false,
         }
     }
 
@@ -468,6 +521,49 @@ mod tests {
         assert!(feed.rollup.take_dirty().contains(&Source::AllPools));
         feed.handle(Msg::Delete(ipam_block("198.19.22.128/26", "node1")));
         assert_eq!(feed.rollup.pool("default-ipv4-ippool").blocks, 0);
+    }
+
+    #[test]
+    fn a_status_only_change_of_a_source_object_touches_no_node() {
+        use ocelot::api::bgp::{BGPPeerSpec, BGPPeerStatus};
+        let mut feed = Feed::default();
+        list(&mut feed, Kind::Node, vec![node("node1"), node("node2")]);
+        let mut peer = BGPPeer::new(
+            "bgppeer-global-host1",
+            BGPPeerSpec {
+                peer_ip: Some("198.19.15.254".into()),
+                as_number: Some(64512),
+                ..Default::default()
+            },
+        );
+        list(
+            &mut feed,
+            Kind::BGPPeer,
+            vec![Obj::BGPPeer(Box::new(peer.clone()))],
+        );
+        feed.take_pending();
+        feed.rollup.take_dirty();
+        feed.control_dirty = false;
+        // The operator's own roll-up write comes back through the watch.
+        peer.status = Some(BGPPeerStatus {
+            nodes_selected: Some(2),
+            ..Default::default()
+        });
+        feed.handle(Msg::Apply(Obj::BGPPeer(Box::new(peer.clone()))));
+        assert!(
+            feed.pending.is_empty(),
+            "a global peer's status recomposed nodes"
+        );
+        assert!(!feed.control_dirty);
+        assert_eq!(
+            feed.rollup.take_dirty(),
+            [Source::Peer("bgppeer-global-host1".into())].into()
+        );
+        assert_eq!(feed.peers["bgppeer-global-host1"].status, peer.status);
+        // A spec edit reaches every node (a global peer).
+        peer.spec.as_number = Some(64513);
+        feed.handle(Msg::Apply(Obj::BGPPeer(Box::new(peer))));
+        assert_eq!(feed.take_pending().len(), 2);
     }
 
     #[test]
