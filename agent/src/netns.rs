@@ -79,7 +79,10 @@ mod tests {
         let ns = NodeNetns::at("/nonexistent/ocelot-netns");
         let err = ns.command("true").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert!(err.to_string().contains("/nonexistent/ocelot-netns"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/ocelot-netns"),
+            "{err}"
+        );
     }
 
     #[test]
