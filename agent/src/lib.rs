@@ -1,3 +1,13 @@
-//! Ocelot agent library: the node-side I/O layers the `ocelot-agent` binary runs.
+//! Ocelot agent library: the node-side layers the `ocelot-agent` binary runs.
+pub mod agent;
+pub mod calls;
+pub mod commit;
+pub mod install;
+pub mod metrics;
 pub mod netns;
+pub mod pods;
 pub mod routes;
+pub mod server;
+pub mod status;
+pub mod watch;
+pub mod wireguard_key;

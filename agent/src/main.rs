@@ -1,12 +1,17 @@
-//! `ocelot-agent`: per-node dataplane (routes, BIRD, WireGuard, NAT) and pod address assignment.
-use clap::Parser;
+//! `ocelot-agent`: one per node. Serves the CNI plugin on a unix socket, assigns pod addresses
+//! from the node's own blocks (group commit), makes the pods' interfaces and routes, and reports
+//! the node's NodeNetworkState status. Driven only by the API: its own NodeNetworkState, its own
+//! IPAMBlocks and Pods, and the cluster's IPPools, Namespaces and Calico Nodes.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-// Called once the WireGuard applier is wired into the main loop; until then only its tests use it.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "wired in with the WireGuard applier")
-)]
-mod wireguard_key;
+use anyhow::{Context, Result};
+use clap::Parser;
+use ocelot_agent::agent::{Agent, Settings};
+use ocelot_agent::metrics::Metrics;
+use ocelot_agent::netns::NodeNetns;
+use ocelot_agent::{install, server, watch, wireguard_key};
 
 /// Ocelot node agent.
 #[derive(Parser, Debug)]
@@ -14,16 +19,96 @@ mod wireguard_key;
 struct Args {
     /// Name of the node this agent runs on.
     #[arg(long, env = "NODENAME")]
-    node_name: Option<String>,
+    node_name: String,
+    /// Kubeconfig file; without it, the in-cluster service account or the default kubeconfig.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The node's network namespace when the agent runs outside it (e.g. /run/netns/node1);
+    /// default: the agent's own (a hostNetwork pod).
+    #[arg(long, env = "OCELOT_NETNS")]
+    netns: Option<PathBuf>,
+    /// Unix socket the CNI plugin calls.
+    #[arg(long, env = "OCELOT_CNI_SOCKET", default_value = ocelot::cni::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Folder to install the `ocelot-cni` binary into (e.g. /opt/cni/bin); not installed when unset.
+    #[arg(long, env = "OCELOT_CNI_BIN_DIR")]
+    cni_bin_dir: Option<PathBuf>,
+    /// Folder to write 10-ocelot.conflist into (e.g. /etc/cni/net.d); not written when unset.
+    #[arg(long, env = "OCELOT_CNI_CONF_DIR")]
+    cni_conf_dir: Option<PathBuf>,
+    /// Pod interface MTU written into the conflist (default: the plugin's 1500, or the spec's).
+    #[arg(long, env = "OCELOT_POD_MTU")]
+    pod_mtu: Option<u32>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OCELOT_METRICS_ADDR", default_value = "0.0.0.0:9091")]
+    metrics_addr: std::net::SocketAddr,
+    /// Seconds an ADD waits for a block the node asked the operator for.
+    #[arg(long, env = "OCELOT_BLOCK_WAIT_SECONDS", default_value_t = 20)]
+    block_wait_seconds: u64,
     /// WireGuard private key file (created with mode 0600 if absent; never leaves the node).
     #[arg(long, env = "OCELOT_WIREGUARD_KEY_FILE", default_value = wireguard_key::DEFAULT_KEY_PATH)]
-    wireguard_key_file: std::path::PathBuf,
+    wireguard_key_file: PathBuf,
 }
 
-fn main() {
-    let args = Args::parse();
+#[tokio::main]
+async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
-    tracing::info!(node = ?args.node_name, wireguard_key_file = %args.wireguard_key_file.display(), "ocelot-agent: dataplane is not wired yet; exiting");
+    if let Err(e) = run(Args::parse()).await {
+        tracing::error!("ocelot-agent failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let netns = args
+        .netns
+        .clone()
+        .map_or_else(NodeNetns::current, NodeNetns::at);
+    let netlink = netns
+        .route_netlink()
+        .with_context(|| format!("netlink socket in the node's namespace {:?}", netns.path()))?;
+    let client = ocelot_daemon::client(args.kubeconfig.as_deref()).await?;
+    let metrics = Metrics::new();
+    let endpoints = ocelot_daemon::serve(args.metrics_addr, Arc::new(metrics.clone()))
+        .await
+        .with_context(|| format!("bind {}", args.metrics_addr))?;
+    let listener = server::bind(&args.socket)
+        .with_context(|| format!("bind the CNI socket {}", args.socket.display()))?;
+    let plugin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(install::PLUGIN)))
+        .unwrap_or_else(|| PathBuf::from(install::PLUGIN));
+    install::install(
+        &plugin,
+        args.cni_bin_dir.as_deref(),
+        args.cni_conf_dir.as_deref(),
+        &args.socket,
+        args.pod_mtu,
+    )
+    .context("install the CNI plugin")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    watch::start(&client, &args.node_name, &tx);
+    let settings = Settings {
+        node: args.node_name.clone(),
+        netns,
+        block_wait: Duration::from_secs(args.block_wait_seconds),
+    };
+    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics);
+    let socket_task = tokio::spawn(server::serve(listener, tx));
+    tracing::info!(node = %args.node_name, socket = %args.socket.display(), "ocelot-agent started");
+    tokio::select! {
+        _ = agent.run(rx) => {}
+        _ = ocelot_daemon::shutdown() => {}
+    }
+    // Routes, interfaces and BIRD stay as they are: the next agent adopts them.
+    socket_task.abort();
+    endpoints.abort();
+    let _ = std::fs::remove_file(&args.socket);
+    tracing::info!("stopped");
+    Ok(())
 }

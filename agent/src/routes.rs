@@ -164,6 +164,21 @@ impl RouteNetlink {
         })
     }
 
+    /// Runs `f` with the socket's handle on the socket's thread, i.e. inside its network
+    /// namespace: link and address requests, and `/proc/sys/net` writes, act on that namespace.
+    pub async fn run<F, Fut, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(Handle) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = self.socket.handle.clone();
+        self.runtime
+            .spawn(async move { f(handle).await })
+            .await
+            .map_err(|e| Error::Thread(e.to_string()))
+    }
+
     /// The IPv4 routes of `table` (any protocol), as values. Routes the model has no kind for
     /// come back as [`RouteKind::Other`], so their slot and owner are still known.
     pub async fn list(&self, table: u32) -> Result<Vec<Route>, Error> {

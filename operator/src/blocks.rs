@@ -204,9 +204,9 @@ async fn write(
         WriteKind::Create => {
             // The block first: its create is the compare-and-swap (409 when another writer has it).
             // A crash before the affinity is created is repaired by `repair_affinities`.
-            let created = blocks
-                .create(&pp, &IPAMBlock::new(&w.name, w.spec.clone()))
-                .await?;
+            let mut obj = IPAMBlock::new(&w.name, w.spec.clone());
+            obj.metadata.labels = ocelot::ipam::block_labels(&w.spec);
+            let created = blocks.create(&pp, &obj).await?;
             let mut n = 1;
             if let Some((name, spec)) = &w.affinity {
                 let mut spec = spec.clone();
@@ -224,6 +224,7 @@ async fn write(
         }
         WriteKind::Update => {
             let mut obj = IPAMBlock::new(&w.name, w.spec.clone());
+            obj.metadata.labels = ocelot::ipam::block_labels(&w.spec);
             obj.metadata.resource_version = rv;
             let replaced = blocks.replace(&w.name, &pp, &obj).await?;
             Ok((1, replaced.metadata.resource_version))

@@ -19,8 +19,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use kube::Client;
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::feed::Feed;
@@ -87,7 +85,7 @@ async fn main() -> Result<()> {
                 args.metrics_addr
             )
         })?;
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let client = ocelot_daemon::client(args.kubeconfig.as_deref()).await?;
     let opts = ctx::Opts {
         default_ipv4_pool_cidr: args.default_ipv4_pool_cidr,
         node_prefix_length: args.node_prefix_length,
@@ -128,36 +126,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
-    let Some(path) = kubeconfig.filter(|p| !p.as_os_str().is_empty()) else {
-        return Client::try_default()
-            .await
-            .context("no --kubeconfig and no in-cluster or default kubeconfig");
-    };
-    let kc = Kubeconfig::read_from(path)
-        .with_context(|| format!("read kubeconfig {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("kubeconfig {}", path.display()))?;
-    Client::try_from(config).context("build the API client")
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the operator");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-    }
-}
-
 /// The reconcile loop: drain every pending event into the index, then write the affected nodes
 /// in one batch. Returns on shutdown, after the batch in progress.
 async fn run(
@@ -176,7 +144,7 @@ async fn run(
     let mut leading = false;
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = shutdown();
+    let stop = ocelot_daemon::shutdown();
     tokio::pin!(stop);
     loop {
         let retry_at =

@@ -4,10 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,65 +112,26 @@ impl Metrics {
     }
 }
 
-/// Serves the endpoints until the task is aborted. Binding errors are returned at once.
+impl ocelot_daemon::Endpoints for Metrics {
+    fn metrics(&self) -> String {
+        self.render()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("caches not synced yet".into())
+        }
+    }
+}
+
+/// Serves /metrics, /healthz and /readyz until the task is aborted.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    // The bound address: with port 0 the kernel picks one (tests run several operators).
-    let bound = listener.local_addr()?;
-    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&metrics, req.uri().path())) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc);
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "metrics connection");
-                }
-            });
-        }
-    }))
-}
-
-fn respond(m: &Metrics, path: &str) -> Response<Full<Bytes>> {
-    let (code, ctype, body) = match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            m.render(),
-        ),
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" if m.ready.load(Ordering::SeqCst) => {
-            (StatusCode::OK, "text/plain", "ok\n".to_string())
-        }
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "caches not synced yet\n".to_string(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: try /metrics, /healthz or /readyz\n".to_string(),
-        ),
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = code;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(ctype),
-    );
-    r
+    ocelot_daemon::serve(addr, metrics).await
 }
 
 /// Counts one watch event by kind.

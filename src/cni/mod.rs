@@ -50,7 +50,8 @@ impl CniError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Command {
     Add,
     Del,
@@ -310,6 +311,63 @@ pub fn add_result(
         "routes": [ { "dst": "0.0.0.0/0", "gw": "169.254.1.1" } ],
         "dns": {},
     })
+}
+
+/// What the plugin sends the agent: one JSON line per call, answered by one line holding the
+/// verb's result (`null` for verbs whose success prints nothing) or a spec error
+/// (`code`, `msg`, `details`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRequest {
+    pub command: Command,
+    #[serde(rename = "containerID", default)]
+    pub container_id: String,
+    #[serde(default)]
+    pub netns: String,
+    #[serde(default)]
+    pub ifname: String,
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    #[serde(default)]
+    pub pod_name: Option<String>,
+    /// The network configuration as the runtime gave it.
+    pub config: Value,
+}
+
+impl AgentRequest {
+    /// The request for a validated environment and configuration.
+    pub fn new(env: &Env, config: Value) -> AgentRequest {
+        AgentRequest {
+            command: env.command,
+            container_id: env.container_id.clone(),
+            netns: env.netns.clone(),
+            ifname: env.ifname.clone(),
+            pod_namespace: env.pod_namespace.clone(),
+            pod_name: env.pod_name.clone(),
+            config,
+        }
+    }
+}
+
+/// Plugin-specific error codes (the spec leaves 100 and above to plugins).
+pub mod codes {
+    /// The container ID already has an address, for another pod.
+    pub const CONTAINER_IN_USE: u32 = 100;
+    /// No address could be assigned (pool exhausted, no block claimed in time).
+    pub const NO_ADDRESS: u32 = 101;
+    /// The pod is not known to the API server.
+    pub const POD_NOT_FOUND: u32 = 102;
+    /// The kernel refused a step of the pod's interfaces.
+    pub const DATAPLANE: u32 = 103;
+    /// The pod's or namespace's pool annotations cannot be honoured.
+    pub const POOL_SELECTION: u32 = 104;
+    /// CHECK found the attachment not as ADD left it.
+    pub const CHECK_FAILED: u32 = 105;
+}
+
+/// An error reply with a plugin-specific code.
+pub fn error_reply(code: u32, msg: &str, details: impl Into<String>) -> Value {
+    json!({ "code": code, "msg": msg, "details": details.into() })
 }
 
 /// The IPAM handle Calico uses for a pod's addresses.

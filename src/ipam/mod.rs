@@ -59,6 +59,22 @@ pub fn wireguard_handle(node: &str) -> String {
     format!("{WIREGUARD_HANDLE_PREFIX}{node}")
 }
 
+/// Label Ocelot puts on each IPAMBlock with host affinity, naming the node, so a node's agent
+/// watches only its own blocks (IPAMBlock has no field to select on; Calico's schema is kept).
+pub const BLOCK_NODE_LABEL: &str = "ocelot.dev/node";
+
+/// The node of a block's `host:<node>` affinity.
+pub fn affinity_node(spec: &crate::api::ipam::IPAMBlockSpec) -> Option<&str> {
+    spec.affinity.as_deref()?.strip_prefix("host:")
+}
+
+/// The labels an IPAMBlock object carries: [`BLOCK_NODE_LABEL`] for an affine block.
+pub fn block_labels(
+    spec: &crate::api::ipam::IPAMBlockSpec,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    affinity_node(spec).map(|n| [(BLOCK_NODE_LABEL.to_string(), n.to_string())].into())
+}
+
 /// Address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {

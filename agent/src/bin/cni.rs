@@ -16,7 +16,10 @@ fn main() {
         Ok(v) => (v, 0),
         Err(e) => (e.to_json(&version), 1),
     };
-    println!("{out}");
+    // DEL, CHECK, STATUS and GC print nothing on success.
+    if !out.is_null() {
+        println!("{out}");
+    }
     std::process::exit(code);
 }
 
@@ -44,15 +47,9 @@ fn run(stdin: &mut Vec<u8>, version: &mut String) -> Result<serde_json::Value, C
     stream
         .set_read_timeout(Some(AGENT_TIMEOUT))
         .map_err(not_reachable)?;
-    let request = serde_json::json!({
-        "command": format!("{:?}", env.command),
-        "containerID": env.container_id,
-        "netns": env.netns,
-        "ifname": env.ifname,
-        "podNamespace": env.pod_namespace,
-        "podName": env.pod_name,
-        "config": serde_json::from_slice::<serde_json::Value>(stdin).unwrap_or_default(),
-    });
+    let config = serde_json::from_slice::<serde_json::Value>(stdin).unwrap_or_default();
+    let request = serde_json::to_string(&cni::AgentRequest::new(&env, config))
+        .map_err(|e| CniError::new(Code::Io, "cannot encode the agent request", e.to_string()))?;
     writeln!(stream, "{request}").map_err(not_reachable)?;
     let mut line = String::new();
     BufReader::new(stream)

@@ -1,0 +1,104 @@
+//! The agent's metrics (prometheus-client), served with /healthz and /readyz by ocelot-endpoints.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocelot::cni::Command;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Cheap to clone: every clone counts into the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub cni_requests: Family<Labels, Counter>,
+    pub add_seconds: Histogram,
+    pub ipam_writes: Counter,
+    pub status_writes: Counter,
+    /// Why the agent is not ready, or None.
+    pub not_ready: Arc<Mutex<Option<String>>>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ocelot_agent");
+        let cni_requests = Family::<Labels, Counter>::default();
+        // 0.5 ms .. ~8 s.
+        let add_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
+        let ipam_writes = Counter::default();
+        let status_writes = Counter::default();
+        registry.register(
+            "cni_requests",
+            "CNI calls answered, by verb and result",
+            cni_requests.clone(),
+        );
+        registry.register(
+            "cni_add_duration_seconds",
+            "Time from an ADD reaching the agent to its answer",
+            add_seconds.clone(),
+        );
+        registry.register(
+            "ipam_writes",
+            "IPAMBlock writes (one per dirty block per group commit)",
+            ipam_writes.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "NodeNetworkState status writes",
+            status_writes.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            cni_requests,
+            add_seconds,
+            ipam_writes,
+            status_writes,
+            not_ready: Arc::new(Mutex::new(Some("starting".into()))),
+        }
+    }
+
+    /// Counts one answered call.
+    pub fn observe_call(&self, verb: Command, ok: bool, took: Duration) {
+        let result = if ok { "success" } else { "error" };
+        self.cni_requests
+            .get_or_create(&vec![
+                ("verb", format!("{verb:?}").to_uppercase()),
+                ("result", result.into()),
+            ])
+            .inc();
+        if verb == Command::Add && ok {
+            self.add_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn set_ready(&self, why_not: Option<String>) {
+        *self.not_ready.lock().expect("not poisoned") = why_not;
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl ocelot_daemon::Endpoints for Metrics {
+    fn metrics(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match &*self.not_ready.lock().expect("not poisoned") {
+            None => Ok(()),
+            Some(why) => Err(why.clone()),
+        }
+    }
+}

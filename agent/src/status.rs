@@ -1,0 +1,140 @@
+//! The node's NodeNetworkState status, written only by this node's agent (server-side apply on
+//! the status subresource, field manager `ocelot-agent`) and only when its content changed.
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use ocelot::api::NodeNetworkState;
+use ocelot::api::nodestate::{BlockDemand, NodeNetworkStateStatus, PoolUsage};
+use ocelot::rollup::status::{condition, keep_transition_times};
+
+use crate::agent::Agent;
+use crate::commit::FIELD_MANAGER;
+
+/// Status from the agent's state: IPAM usage and demand, and a condition per subsystem.
+pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
+    let nns = agent.nns.as_ref()?;
+    let generation = nns.metadata.generation;
+    let me = agent.settings.node.as_str();
+    let mut usage: BTreeMap<String, PoolUsage> = BTreeMap::new();
+    for b in agent.ipam.blocks().filter(|b| b.node() == Some(me)) {
+        let Some(pool) = agent.ipam.pool_of(&b.cidr()) else {
+            continue;
+        };
+        let u = usage.entry(pool.name.clone()).or_insert_with(|| PoolUsage {
+            pool: pool.name.clone(),
+            ..PoolUsage::default()
+        });
+        u.blocks += 1;
+        u.in_use += b.allocated();
+        u.free += b.free();
+    }
+    let demand: Vec<BlockDemand> = agent
+        .demand
+        .iter()
+        .map(|(pool, reason)| BlockDemand {
+            pool: pool.clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    let ipam = if demand.is_empty() {
+        condition(
+            "IPAM",
+            true,
+            "Assigning",
+            "pod addresses are assigned from the node's blocks".into(),
+            generation,
+            now,
+        )
+    } else {
+        let pools: Vec<&str> = demand.iter().map(|d| d.pool.as_str()).collect();
+        condition(
+            "IPAM",
+            false,
+            "WaitingForBlock",
+            format!("waiting for a block of {}", pools.join(", ")),
+            generation,
+            now,
+        )
+    };
+    let routes = condition(
+        "Routes",
+        true,
+        "Programmed",
+        "pod routes are in the kernel before each ADD returns".into(),
+        generation,
+        now,
+    );
+    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True");
+    let ready = if all_ok {
+        condition(
+            "Ready",
+            true,
+            "Applied",
+            format!("spec {} applied", nns.spec.hash),
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            "Ready",
+            false,
+            "NotApplied",
+            "a subsystem is not ready (see its condition)".into(),
+            generation,
+            now,
+        )
+    };
+    let mut conditions = vec![ipam, routes, ready];
+    if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
+        keep_transition_times(&mut conditions, &old.conditions);
+    }
+    Some(NodeNetworkStateStatus {
+        observed_generation: generation,
+        applied_hash: Some(nns.spec.hash.clone()),
+        conditions,
+        wireguard_public_key: nns
+            .status
+            .as_ref()
+            .and_then(|s| s.wireguard_public_key.clone()),
+        bgp_peers: Vec::new(),
+        ipam: usage.into_values().collect(),
+        block_demand: demand,
+    })
+}
+
+/// Writes the status when it differs from the last one written (or read at start).
+pub async fn write_if_changed(agent: &mut Agent) {
+    agent.metrics.set_ready(agent.ready().err());
+    let now = Time(jiff::Timestamp::now());
+    let Some(status) = compose(agent, &now) else {
+        return;
+    };
+    let current = agent
+        .last_status
+        .clone()
+        .or_else(|| agent.nns.as_ref().and_then(|n| n.status.clone()));
+    if current.as_ref() == Some(&status) {
+        agent.last_status = current;
+        return;
+    }
+    let api: Api<NodeNetworkState> = Api::all(agent.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "ocelot.dev/v1alpha1",
+        "kind": "NodeNetworkState",
+        "status": status,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&agent.settings.node, &pp, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => {
+            agent.metrics.status_writes.inc();
+            agent.last_status = Some(status);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "NodeNetworkState status not written; retried next pass")
+        }
+    }
+}
