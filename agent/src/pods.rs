@@ -10,8 +10,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
-use netlink_packet_route::route::RouteScope;
+// `proto boot` (what `ip route add` uses): `ip route` prints the pod routes as the seed shows them.
+use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use ocelot::naming::POD_GATEWAY;
 use ocelot::routes::{Ownership, Route, RoutePlan};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -169,9 +171,12 @@ async fn pod_side(h: Handle, link: &PodLink) -> Result<String, DataplaneError> {
             step: "reading the pod interface",
             detail: format!("no {} in the sandbox", link.ifname),
         })?;
-    h.address()
-        .add(index, link.address.into(), 32)
-        .execute()
+    let mut add = h.address().add(index, link.address.into(), 32);
+    // As Calico's pods show it: `inet <ip>/32 brd <ip>` (the /32's broadcast is the address).
+    add.message_mut()
+        .attributes
+        .push(AddressAttribute::Broadcast(link.address));
+    add.execute()
         .await
         .map_err(fail("adding the pod's address"))?;
     h.link()
@@ -183,6 +188,7 @@ async fn pod_side(h: Handle, link: &PodLink) -> Result<String, DataplaneError> {
         .destination_prefix(POD_GATEWAY, 32)
         .output_interface(index)
         .scope(RouteScope::Link)
+        .protocol(RouteProtocol::Boot)
         .build();
     h.route()
         .add(gateway)
@@ -192,6 +198,7 @@ async fn pod_side(h: Handle, link: &PodLink) -> Result<String, DataplaneError> {
     let default = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(POD_GATEWAY)
         .output_interface(index)
+        .protocol(RouteProtocol::Boot)
         .build();
     h.route()
         .add(default)

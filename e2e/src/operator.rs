@@ -1,141 +1,32 @@
-//! Running `ocelot-operator` in tests against the shared test cluster: start it with its log in a
-//! file, wait for conditions with a bound, stop it with SIGTERM and check it exits cleanly.
-use std::fs::File;
-use std::os::unix::process::CommandExt;
+//! Running `ocelot-operator` in tests against the shared test cluster (as a [`Daemon`]), and the
+//! API helpers operator tests share: objects as JSON, fixtures, the API server's write counters.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::cluster::{self, check, kubectl, kubectl_stdin};
 
-/// Bound of every wait for the operator (a loaded 2-core CI machine).
-pub const WAIT: Duration = Duration::from_secs(90);
+pub use crate::daemon::WAIT;
+use crate::daemon::{Daemon, sibling_binary};
 
 pub fn operator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/operator-<hash> → target/<profile>/ocelot-operator
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("ocelot-operator"))
-        .expect("test binary lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it first with `cargo build -p ocelot-operator` (`cargo test --workspace` does)",
-        bin.display()
-    );
-    bin
+    sibling_binary("ocelot-operator")
 }
 
-/// A running operator; killed when dropped (also when a test panics).
-pub struct Operator {
-    child: Child,
-    log: PathBuf,
-}
+/// A running `ocelot-operator` against the shared test cluster (a [`Daemon`]).
+pub struct Operator;
 
 impl Operator {
-    pub fn start(log: &Path) -> Operator {
+    pub fn start(log: &Path) -> Daemon {
         Operator::start_with(log, &[])
     }
 
     /// Starts the operator with extra command-line arguments.
-    pub fn start_with(log: &Path, args: &[&str]) -> Operator {
-        let out = File::create(log).expect("create operator log");
-        let mut cmd = Command::new(operator_binary());
-        cmd.arg("--kubeconfig")
-            .arg(cluster::kubeconfig_path())
-            .args(args)
-            // A free port per process: tests run several operators at once.
-            .args(if args.contains(&"--metrics-addr") {
-                &[][..]
-            } else {
-                &["--metrics-addr", "127.0.0.1:0"][..]
-            })
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: prctl is async-signal-safe. The operator dies with this test's thread even on abort.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                Ok(())
-            })
-        };
-        let child = cmd.spawn().expect("start ocelot-operator");
-        Operator {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `f` until it returns Ok, or panics naming `what`, the last answer and the operator log.
-    pub fn wait<T>(&mut self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "ocelot-operator exited ({status}) while waiting for {what}; log:\n{}",
-                    self.log()
-                );
-            }
-            let last = match f() {
-                Ok(v) => return v,
-                Err(e) => e,
-            };
-            if start.elapsed() > WAIT {
-                panic!(
-                    "timed out after {WAIT:?} waiting for {what}; last: {last}\noperator log:\n{}",
-                    self.log()
-                );
-            }
-            sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// SIGTERM, and the operator must exit cleanly on its own.
-    pub fn stop(mut self) -> String {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait for operator") {
-                break s;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "ocelot-operator did not exit within {WAIT:?} of SIGTERM; log:\n{}",
-                self.log()
-            );
-            sleep(Duration::from_millis(100));
-        };
-        let log = self.log();
-        assert!(
-            status.success(),
-            "operator exit {status} on SIGTERM; log:\n{log}"
-        );
-        assert!(log.contains("SIGTERM: shutting down"), "{log}");
-        log
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn start_with(log: &Path, args: &[&str]) -> Daemon {
+        let kubeconfig = cluster::kubeconfig_path().display().to_string();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        Daemon::start(&operator_binary(), &all, log)
     }
 }
 
@@ -158,19 +49,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn op_log_line(log: &Path, needle: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(log).map_err(|e| e.to_string())?;
-    text.lines()
-        .find(|l| l.contains(needle))
-        .map(str::to_string)
-        .ok_or_else(|| format!("no log line with {needle:?} yet"))
-}
-
-impl Operator {
-    /// SIGKILL: no chance to release the Lease or finish a write.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    crate::daemon::log_line(log, needle)
 }
 
 /// Mutating requests the API server has served, from its own metrics (leases excluded: the API
@@ -211,41 +90,6 @@ pub fn write_lines(resources: &[&str]) -> Vec<String> {
         .collect()
 }
 
-impl Operator {
-    /// GET `path` from the operator's metrics endpoint (address from its log); (status, body).
-    pub fn http_get(&mut self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let log = self.log.clone();
-        let line = self.wait("the metrics endpoint", || {
-            op_log_line(&log, "serving /metrics")
-        });
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .expect("addr= in the log line")
-            .to_string();
-        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the metrics endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read the response");
-        let code = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (code, body)
-    }
-}
-
 /// Applies the seed's patch switching WireGuard on in FelixConfiguration `default`.
 pub fn patch_seed_wireguard_on() {
     let patch = fixture("felixconfiguration-default.wireguard-on.patch.json");
@@ -260,4 +104,49 @@ pub fn patch_seed_wireguard_on() {
         ]),
         "kubectl patch felixconfiguration default (WireGuard on)",
     );
+}
+
+/// A Kubernetes Node `name` with `ip` as its InternalIP, as a kubelet registers it.
+pub fn register_node(name: &str, ip: &str) {
+    apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n"
+    ));
+    let patch = serde_json::json!({"status": {"addresses": [
+        {"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}});
+    check(
+        kubectl([
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]),
+        &format!("patch node/{name} status"),
+    );
+}
+
+/// A namespace with its `default` ServiceAccount (the test cluster has no controller to make it,
+/// and Pod admission needs it).
+pub fn namespace(name: &str) {
+    apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {name}\n"
+    ));
+}
+
+/// A bare Pod bound to `node` (no scheduler runs), with `annotations` as `key: value` YAML lines.
+pub fn pod(namespace: &str, name: &str, node: &str, annotations: &[(&str, &str)]) {
+    let ann: String = annotations
+        .iter()
+        .map(|(k, v)| format!("    {k}: '{v}'\n"))
+        .collect();
+    let ann = if ann.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{ann}")
+    };
+    apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{ann}spec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: busybox\n"
+    ));
 }

@@ -10,6 +10,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl};
+use ocelot_e2e::daemon::Daemon;
 use ocelot_e2e::operator::{
     Operator, apply, fixture, get_json, op_log_line, patch_seed_wireguard_on,
 };
@@ -122,7 +123,7 @@ fn state_versions() -> Vec<(String, Value)> {
     state_versions_of(&NODES.map(|(n, _, _)| n))
 }
 
-fn wait_seed_states(op: &mut Operator, wireguard: bool) {
+fn wait_seed_states(op: &mut Daemon, wireguard: bool) {
     for (node, _, block) in NODES {
         let o = op.wait(
             &format!("NodeNetworkState {node} (wireguardEnabled {wireguard})"),

@@ -9,6 +9,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl};
+use ocelot_e2e::daemon::Daemon;
 use ocelot_e2e::operator::{
     Operator, api_writes, apply, fixture, get_json, op_log_line, patch_seed_wireguard_on,
     write_lines,
@@ -123,7 +124,7 @@ fn status_is(kind: &str, name: &str, want: &[(&str, Value)]) -> Result<Value, St
     Ok(s)
 }
 
-fn felix_ready(op: &mut Operator, ready: u32) -> Value {
+fn felix_ready(op: &mut Daemon, ready: u32) -> Value {
     let summary = format!("WireGuard ready on {ready}/3 nodes");
     op.wait(&format!("FelixConfiguration default: {summary}"), || {
         let s = status_is(

@@ -6,6 +6,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl};
+use ocelot_e2e::daemon::Daemon;
 use ocelot_e2e::operator::{Operator, apply, fixture, get_json, write_lines};
 use serde_json::{Value, json};
 
@@ -44,7 +45,7 @@ fn state(node: &str) -> Result<Value, String> {
 }
 
 /// Waits until nodes 0..n each have a state with one block and the global peer.
-fn wait_states(op: &mut Operator, n: usize) {
+fn wait_states(op: &mut Daemon, n: usize) {
     for i in 0..n {
         let node = node_name(i);
         op.wait(&format!("{node}'s state with its block and peer"), || {
@@ -82,7 +83,7 @@ fn state_writes() -> u64 {
 
 /// Applies `peer`, waits until rack a's nodes have its session with `asn`, and checks that only
 /// their states were written.
-fn peer_edit_writes_only_rack_a(op: &mut Operator, peer: &str, asn: u32, nodes: usize) {
+fn peer_edit_writes_only_rack_a(op: &mut Daemon, peer: &str, asn: u32, nodes: usize) {
     let before = versions(nodes);
     let writes = state_writes();
     apply(peer);

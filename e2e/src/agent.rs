@@ -1,0 +1,209 @@
+//! `ocelot-agent` and `ocelot-cni` in tests. The agent runs on the host with `--netns` naming its lab
+//! node's namespace (the test API server listens on the host's loopback, which a node netns cannot
+//! reach); the plugin is invoked exactly as a container runtime does: `CNI_*` variables and the
+//! network configuration on stdin, the result or error JSON on stdout and the exit status.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cluster;
+use crate::daemon::{Daemon, sibling_binary};
+use crate::lab::Node;
+use crate::proc::run_output;
+
+/// The network name the runtime passes; Calico's.
+pub const NETWORK: &str = "k8s-pod-network";
+/// Pod MTU the tests' network configuration asks for (the seed's pods have 1410).
+pub const POD_MTU: u32 = 1410;
+/// Longest a plugin call may take: the agent answers within 28 s, the plugin gives up at 30 s.
+pub const CNI_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// A running agent for one lab node, with its socket and folders under `dir`.
+pub struct NodeAgent {
+    pub daemon: Daemon,
+    pub node: String,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl NodeAgent {
+    /// Starts the agent of lab node `node` with its files under `dir/<node>` (kept across restarts).
+    pub fn start(node: &Node, dir: &Path, extra: &[&str]) -> NodeAgent {
+        let dir = dir.join(node.name());
+        std::fs::create_dir_all(&dir).expect("agent folder");
+        let socket = dir.join("run/cni.sock");
+        let s = |p: PathBuf| p.display().to_string();
+        let (kubeconfig, netns, sock, bin, conf, key) = (
+            s(cluster::kubeconfig_path().to_path_buf()),
+            s(node.path()),
+            s(socket.clone()),
+            s(dir.join("cni-bin")),
+            s(dir.join("cni-conf")),
+            s(dir.join("wireguard.key")),
+        );
+        let mut args = vec![
+            "--node-name",
+            node.name(),
+            "--kubeconfig",
+            &kubeconfig,
+            "--netns",
+            &netns,
+            "--socket",
+            &sock,
+            "--cni-bin-dir",
+            &bin,
+            "--cni-conf-dir",
+            &conf,
+            "--wireguard-key-file",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        let log = dir.join(format!(
+            "agent-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+        let daemon = Daemon::start(&sibling_binary("ocelot-agent"), &args, &log);
+        NodeAgent {
+            daemon,
+            node: node.name().to_string(),
+            socket,
+            dir,
+        }
+    }
+
+    /// Waits until CNI STATUS says the agent can serve ADDs.
+    pub fn wait_ready(&mut self) {
+        let conf = self.conf();
+        self.daemon.wait("the agent to be ready (CNI STATUS)", || {
+            let out = cni(&CniEnv::status(), &conf);
+            if out.exit == 0 {
+                Ok(())
+            } else {
+                Err(out.stdout)
+            }
+        });
+    }
+
+    /// The network configuration a runtime would pass for this node.
+    pub fn conf(&self) -> Value {
+        net_conf(&self.socket)
+    }
+}
+
+/// The runtime's network configuration for an agent socket, spec 1.1.
+pub fn net_conf(socket: &Path) -> Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": NETWORK,
+        "type": "ocelot-cni",
+        "mtu": POD_MTU,
+        "agentSocket": socket.display().to_string(),
+    })
+}
+
+/// The `CNI_*` variables of one call; `None` leaves a variable unset.
+#[derive(Clone, Debug, Default)]
+pub struct CniEnv {
+    pub command: Option<String>,
+    pub container_id: Option<String>,
+    pub netns: Option<String>,
+    pub ifname: Option<String>,
+    pub args: Option<String>,
+    pub path: Option<String>,
+}
+
+impl CniEnv {
+    /// ADD/DEL/CHECK of a pod's `eth0` in `netns`.
+    pub fn pod(
+        command: &str,
+        container_id: &str,
+        netns: &Path,
+        namespace: &str,
+        pod: &str,
+    ) -> Self {
+        CniEnv {
+            command: Some(command.into()),
+            container_id: Some(container_id.into()),
+            netns: Some(netns.display().to_string()),
+            ifname: Some("eth0".into()),
+            args: Some(format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={container_id}"
+            )),
+            path: Some("/opt/cni/bin".into()),
+        }
+    }
+
+    pub fn status() -> Self {
+        CniEnv {
+            command: Some("STATUS".into()),
+            path: Some("/opt/cni/bin".into()),
+            ..CniEnv::default()
+        }
+    }
+
+    pub fn gc() -> Self {
+        CniEnv {
+            command: Some("GC".into()),
+            ..CniEnv::status()
+        }
+    }
+}
+
+/// What one plugin run printed and returned.
+#[derive(Debug)]
+pub struct CniOutput {
+    pub exit: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CniOutput {
+    /// stdout as JSON (Null when empty, as DEL/CHECK/STATUS/GC print nothing on success).
+    pub fn json(&self) -> Value {
+        if self.stdout.trim().is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("plugin stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The error's `code`, or None on success.
+    pub fn code(&self) -> Option<u64> {
+        self.json().get("code").and_then(Value::as_u64)
+    }
+}
+
+/// Runs `ocelot-cni` with exactly these variables (nothing inherited but PATH) and `stdin`.
+pub fn cni_raw(env: &CniEnv, stdin: &[u8]) -> CniOutput {
+    let mut cmd = Command::new(sibling_binary("ocelot-cni"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in [
+        ("CNI_COMMAND", &env.command),
+        ("CNI_CONTAINERID", &env.container_id),
+        ("CNI_NETNS", &env.netns),
+        ("CNI_IFNAME", &env.ifname),
+        ("CNI_ARGS", &env.args),
+        ("CNI_PATH", &env.path),
+    ] {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = run_output(&mut cmd, Some(stdin), CNI_TIMEOUT);
+    CniOutput {
+        exit: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// [`cni_raw`] with a JSON configuration.
+pub fn cni(env: &CniEnv, conf: &Value) -> CniOutput {
+    cni_raw(env, conf.to_string().as_bytes())
+}

@@ -1,0 +1,380 @@
+//! `ocelot-agent` + `ocelot-cni` on lab nodes, driven only by the API: the operator (started from
+//! Kubernetes Nodes and the seed's default pool) claims each node's block and writes its
+//! NodeNetworkState; pods are made by invoking the plugin exactly as a runtime does. Checks the
+//! seed's pod and host lines, the first packet right after ADD, CHECK, DEL (idempotent), GC,
+//! STATUS while the agent is down, and an agent restart that adopts routes without churn.
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ocelot_e2e::agent::{CniEnv, NodeAgent, POD_MTU, cni};
+use ocelot_e2e::cluster::kubectl;
+use ocelot_e2e::daemon::Daemon;
+use ocelot_e2e::lab::{Lab, Netns, Node};
+use ocelot_e2e::operator::{Operator, namespace, pod, register_node};
+use serde_json::{Value, json};
+
+/// The seed's nodes and blocks (the operator's claim for each, from the pool and the node).
+const NODES: [(&str, &str, &str); 2] = [
+    ("node1", "198.19.0.2", "198.19.22.128/26"),
+    ("node2", "198.19.0.3", "198.19.21.64/26"),
+];
+/// The seed's customer pod: its name gives the host veth the seed shows.
+const CUSTOMER: (&str, &str, &str) = ("yaobank", "customer-574bd6cc75-77tw4", "cali1e6904b30ae");
+
+pub struct Setup {
+    pub lab: Lab,
+    pub op: Daemon,
+    pub agents: BTreeMap<String, NodeAgent>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Kubernetes Nodes, the operator, lab nodes and one ready agent per node.
+    pub fn start(nodes: &[(&str, &str, &str)], agent_args: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, ip, _) in nodes {
+            register_node(name, ip);
+        }
+        let args = [
+            "--default-ipv4-pool-cidr",
+            "198.19.16.0/21",
+            "--node-prefix-length",
+            "20",
+            "--resync-seconds",
+            "2",
+        ];
+        let op = Operator::start_with(&dir.path().join("operator.log"), &args);
+        let mut lab = Lab::new().expect("lab");
+        let mut agents = BTreeMap::new();
+        for (name, ip, _) in nodes {
+            let node = lab.add_node(name, ip).expect("lab node");
+            agents.insert(
+                name.to_string(),
+                NodeAgent::start(&node, dir.path(), agent_args),
+            );
+        }
+        for a in agents.values_mut() {
+            a.wait_ready();
+        }
+        Setup {
+            lab,
+            op,
+            agents,
+            dir,
+        }
+    }
+
+    pub fn agent(&mut self, node: &str) -> &mut NodeAgent {
+        self.agents.get_mut(node).expect("agent")
+    }
+}
+
+/// The node's pod allocations from its IPAMBlocks in the API: address → handle.
+pub fn allocations(node: &str) -> BTreeMap<Ipv4Addr, String> {
+    let out = kubectl([
+        "get",
+        "ipamblocks.projectcalico.org",
+        "-l",
+        &format!("ocelot.dev/node={node}"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut map = BTreeMap::new();
+    for b in v["items"].as_array().unwrap() {
+        let s = &b["spec"];
+        let base: Ipv4Addr = s["cidr"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for (ord, a) in s["allocations"].as_array().unwrap().iter().enumerate() {
+            if let Some(i) = a.as_u64() {
+                let h = s["attributes"][i as usize]["handle_id"]
+                    .as_str()
+                    .unwrap_or_default();
+                if h.starts_with("k8s-pod-network.") {
+                    map.insert(Ipv4Addr::from(u32::from(base) + ord as u32), h.to_string());
+                }
+            }
+        }
+    }
+    map
+}
+
+/// ADD through the plugin; panics with the plugin's and the agent's output unless it succeeds.
+pub fn add(agent: &NodeAgent, cid: &str, ns: &Netns, namespace: &str, name: &str) -> Value {
+    let out = cni(
+        &CniEnv::pod("ADD", cid, &ns.path(), namespace, name),
+        &agent.conf(),
+    );
+    assert_eq!(
+        out.exit,
+        0,
+        "ADD {namespace}/{name}: {out:?}\nagent log:\n{}",
+        agent.daemon.log()
+    );
+    out.json()
+}
+
+fn pod_address(result: &Value) -> String {
+    result["ips"][0]["address"].as_str().unwrap().to_string()
+}
+
+/// One ping, no retry: the first packet must get through.
+fn ping_once(from: &Netns, to: &str) {
+    let out = from
+        .exec(["ping", "-c", "1", "-W", "2", "-n", to])
+        .expect("run ping");
+    assert!(
+        out.status.success(),
+        "first ping {} → {to} failed: {}",
+        from.label(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn routes(node: &Node) -> String {
+    node.exec_ok(["ip", "route"]).unwrap()
+}
+
+#[test]
+fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
+    let mut s = Setup::start(&NODES, &[]);
+    let (ns_name, customer, veth) = CUSTOMER;
+    namespace(ns_name);
+    pod(ns_name, "summary-0", "node1", &[]);
+    pod(ns_name, customer, "node1", &[]);
+    let first = s.lab.add_netns("pod-summary").unwrap();
+    let cust = s.lab.add_netns("pod-customer").unwrap();
+
+    // The pod scheduled first takes .128, the customer .129, as in the seed.
+    let a1 = add(s.agent("node1"), "c0ffee01", &first, ns_name, "summary-0");
+    assert_eq!(pod_address(&a1), "198.19.22.128/32", "{a1}");
+    let r = add(s.agent("node1"), "c0ffee02", &cust, ns_name, customer);
+    // The instant ADD returns the pod can send: to its node and to the other pod.
+    ping_once(&cust, "198.19.0.2");
+    ping_once(&cust, "198.19.22.128");
+    assert_eq!(pod_address(&r), "198.19.22.129/32", "{r}");
+    assert_eq!(r["cniVersion"], "1.1.0");
+    assert_eq!(r["interfaces"][0]["name"], veth, "{r}");
+    assert_eq!(r["interfaces"][0]["mac"], "ee:ee:ee:ee:ee:ee");
+    assert_eq!(r["interfaces"][1]["name"], "eth0");
+    assert_eq!(
+        r["interfaces"][1]["sandbox"],
+        cust.path().display().to_string()
+    );
+    assert_eq!(r["ips"][0]["gateway"], "169.254.1.1");
+    assert_eq!(r["ips"][0]["interface"], 1);
+
+    // Inside the pod: the seed's `ip addr` and exactly its two routes.
+    let addr = cust.exec_ok(["ip", "addr", "show", "eth0"]).unwrap();
+    assert!(addr.contains(&format!("mtu {POD_MTU}")), "{addr}");
+    assert!(
+        addr.contains("inet 198.19.22.129/32 brd 198.19.22.129 scope global eth0"),
+        "{addr}"
+    );
+    assert!(addr.contains("eth0@if"), "{addr}");
+    let pod_routes = cust.exec_ok(["ip", "route"]).unwrap();
+    let lines: Vec<&str> = pod_routes.lines().map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "default via 169.254.1.1 dev eth0",
+            "169.254.1.1 dev eth0 scope link"
+        ],
+        "{pod_routes}"
+    );
+
+    // On node1: the host veth as the seed shows it, and one /32 per local pod.
+    let node1 = s.lab.node("node1").clone();
+    let link = node1.exec_ok(["ip", "link", "show", veth]).unwrap();
+    for want in [
+        format!("{veth}@if"),
+        format!("mtu {POD_MTU}"),
+        "link/ether ee:ee:ee:ee:ee:ee".into(),
+        "link-netns".into(),
+        "state UP".into(),
+    ] {
+        assert!(link.contains(&want), "no {want:?} in {link}");
+    }
+    let rt = routes(&node1);
+    assert!(
+        rt.lines()
+            .any(|l| l.trim_end() == format!("198.19.22.129 dev {veth} scope link")),
+        "{rt}"
+    );
+    assert!(
+        rt.lines()
+            .any(|l| l.trim_end().starts_with("198.19.22.128 dev cali") && l.contains("scope link")),
+        "{rt}"
+    );
+    for (key, want) in [
+        ("net.ipv4.conf.{veth}.proxy_arp", "1"),
+        ("net.ipv4.neigh.{veth}.proxy_delay", "0"),
+        ("net.ipv4.conf.{veth}.forwarding", "1"),
+    ] {
+        let key = key.replace("{veth}", veth);
+        assert_eq!(node1.sysctl_get(&key).unwrap(), want, "{key}");
+    }
+
+    // Stored before ADD answered: the block in the API holds both, by handle.
+    let alloc = allocations("node1");
+    assert_eq!(
+        alloc
+            .get(&"198.19.22.129".parse().unwrap())
+            .map(String::as_str),
+        Some("k8s-pod-network.c0ffee02"),
+        "{alloc:?}"
+    );
+    assert_eq!(alloc.len(), 2, "{alloc:?}");
+
+    // CHECK: fine with the ADD's result, an error for a container never added.
+    let conf1 = s.agent("node1").conf();
+    let mut with_prev = conf1.clone();
+    with_prev["prevResult"] = r.clone();
+    let env = |cmd: &str, cid: &str, ns: &Netns, name: &str| {
+        CniEnv::pod(cmd, cid, &ns.path(), ns_name, name)
+    };
+    let ok = cni(&env("CHECK", "c0ffee02", &cust, customer), &with_prev);
+    assert_eq!((ok.exit, ok.stdout.as_str()), (0, ""), "{ok:?}");
+    let bad = cni(&env("CHECK", "deadbeef", &cust, customer), &with_prev);
+    assert_eq!(bad.exit, 1, "{bad:?}");
+    assert_eq!(bad.code(), Some(105), "{bad:?}");
+
+    // DEL: interface, route and allocation go; DEL again (and without a netns) is still success.
+    let del = cni(&env("DEL", "c0ffee02", &cust, customer), &conf1);
+    assert_eq!((del.exit, del.stdout.as_str()), (0, ""), "{del:?}");
+    assert!(
+        node1
+            .exec(["ip", "link", "show", veth])
+            .map(|o| !o.status.success())
+            .unwrap()
+    );
+    assert!(!routes(&node1).contains(veth), "{}", routes(&node1));
+    assert!(!allocations("node1").contains_key(&"198.19.22.129".parse().unwrap()));
+    let again = cni(&env("DEL", "c0ffee02", &cust, customer), &conf1);
+    assert_eq!(again.exit, 0, "{again:?}");
+    let mut no_netns = env("DEL", "c0ffee02", &cust, customer);
+    no_netns.netns = None;
+    assert_eq!(cni(&no_netns, &conf1).exit, 0);
+
+    // GC: allocations of containers the runtime no longer lists are released; listed ones stay.
+    pod(ns_name, "gone-0", "node1", &[]);
+    let gone = s.lab.add_netns("pod-gone").unwrap();
+    let g = add(s.agent("node1"), "c0ffee03", &gone, ns_name, "gone-0");
+    let gone_ip: Ipv4Addr = pod_address(&g).trim_end_matches("/32").parse().unwrap();
+    let mut gc_conf = conf1.clone();
+    gc_conf["cni.dev/valid-attachments"] = json!([{"containerID": "c0ffee01", "ifname": "eth0"}]);
+    let gc = cni(&CniEnv::gc(), &gc_conf);
+    assert_eq!((gc.exit, gc.stdout.as_str()), (0, ""), "{gc:?}");
+    let alloc = allocations("node1");
+    assert!(
+        !alloc.contains_key(&gone_ip),
+        "GC kept {gone_ip}: {alloc:?}"
+    );
+    assert!(
+        alloc.contains_key(&"198.19.22.128".parse().unwrap()),
+        "{alloc:?}"
+    );
+
+    // STATUS and ADD while the agent is down: not available (50) and try again later (11).
+    let agent = s.agents.remove("node1").unwrap();
+    let log = agent.daemon.stop();
+    assert!(log.contains("stopped"), "{log}");
+    let st = cni(&CniEnv::status(), &conf1);
+    assert_eq!((st.exit, st.code()), (1, Some(50)), "{st:?}");
+    let add_down = cni(&env("ADD", "c0ffee04", &cust, customer), &conf1);
+    assert_eq!(
+        (add_down.exit, add_down.code()),
+        (1, Some(11)),
+        "{add_down:?}"
+    );
+    assert!(
+        add_down.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("agent not reachable")
+    );
+    drop(s);
+}
+
+/// Addresses of pods `0..n` on `node`, made through the plugin; (netns, container ID, address).
+pub fn make_pods(
+    s: &mut Setup,
+    node: &str,
+    ns_name: &str,
+    n: usize,
+) -> Vec<(Netns, String, String)> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        let name = format!("web-{node}-{i}");
+        pod(ns_name, &name, node, &[]);
+        let netns = s.lab.add_netns(&format!("p-{node}-{i}")).unwrap();
+        let cid = format!("{node}{i:04}");
+        let r = add(s.agent(node), &cid, &netns, ns_name, &name);
+        made.push((netns, cid, pod_address(&r)));
+    }
+    made
+}
+
+#[test]
+fn agent_restart_adopts_routes_without_churn_and_reuses_no_address() {
+    const PODS: usize = 50;
+    let mut s = Setup::start(&NODES[1..], &[]);
+    namespace("restart");
+    let made = make_pods(&mut s, "node2", "restart", PODS);
+    let node2 = s.lab.node("node2").clone();
+    let before = routes(&node2);
+    let monitor = node2.spawn(["ip", "-4", "monitor", "route"]).unwrap();
+    // The monitor prints nothing until a change; give it a moment to subscribe.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let agent = s.agents.remove("node2").unwrap();
+    agent.daemon.stop();
+    let mut agent = NodeAgent::start(&node2, s.dir.path(), &[]);
+    agent.wait_ready();
+    // Two resync periods of the operator and the agent's own status pass.
+    std::thread::sleep(Duration::from_secs(5));
+    let churn = monitor.log();
+    drop(monitor);
+    assert!(
+        churn.trim().is_empty(),
+        "routes changed across the restart:\n{churn}"
+    );
+    assert_eq!(routes(&node2), before);
+
+    // A new pod after the restart gets an address none of the 50 has.
+    s.agents.insert("node2".into(), agent);
+    let extra = make_pods_named(&mut s, "node2", "restart", "after");
+    assert!(
+        made.iter().all(|(_, _, a)| *a != extra),
+        "{extra} handed out twice"
+    );
+    let alloc = allocations("node2");
+    assert_eq!(alloc.len(), PODS + 1, "{alloc:?}");
+    assert_unique(made.iter().map(|m| m.2.clone()).chain([extra]));
+}
+
+fn make_pods_named(s: &mut Setup, node: &str, ns_name: &str, name: &str) -> String {
+    pod(ns_name, name, node, &[]);
+    let netns = s.lab.add_netns(&format!("p-{name}")).unwrap();
+    let r = add(s.agent(node), &format!("{name}0001"), &netns, ns_name, name);
+    pod_address(&r)
+}
+
+fn assert_unique(addrs: impl Iterator<Item = String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for a in addrs {
+        assert!(seen.insert(a.clone()), "{a} handed out twice");
+    }
+}
