@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cluster;
+use crate::cluster::{self, kubectl};
 use crate::daemon::{Daemon, sibling_binary};
-use crate::lab::Node;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::lab::{Lab, Netns, Node};
+use crate::operator::{Operator, register_node};
 use crate::proc::run_output;
 
 /// The network name the runtime passes; Calico's.
@@ -206,4 +210,114 @@ pub fn cni_raw(env: &CniEnv, stdin: &[u8]) -> CniOutput {
 /// [`cni_raw`] with a JSON configuration.
 pub fn cni(env: &CniEnv, conf: &Value) -> CniOutput {
     cni_raw(env, conf.to_string().as_bytes())
+}
+
+/// A lab with the operator and one ready agent per node, all driven through the API.
+pub struct AgentLab {
+    pub lab: Lab,
+    pub op: Daemon,
+    pub agents: BTreeMap<String, NodeAgent>,
+    pub dir: tempfile::TempDir,
+}
+
+impl AgentLab {
+    /// Kubernetes Nodes, the operator, lab nodes and one ready agent per node.
+    pub fn start(nodes: &[(&str, &str, &str)], agent_args: &[&str]) -> AgentLab {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, ip, _) in nodes {
+            register_node(name, ip);
+        }
+        let args = [
+            "--default-ipv4-pool-cidr",
+            "198.19.16.0/21",
+            "--node-prefix-length",
+            "20",
+            "--resync-seconds",
+            "2",
+        ];
+        let op = Operator::start_with(&dir.path().join("operator.log"), &args);
+        let mut lab = Lab::new().expect("lab");
+        let mut agents = BTreeMap::new();
+        for (name, ip, _) in nodes {
+            let node = lab.add_node(name, ip).expect("lab node");
+            agents.insert(
+                name.to_string(),
+                NodeAgent::start(&node, dir.path(), agent_args),
+            );
+        }
+        for a in agents.values_mut() {
+            a.wait_ready();
+        }
+        AgentLab {
+            lab,
+            op,
+            agents,
+            dir,
+        }
+    }
+
+    pub fn agent(&mut self, node: &str) -> &mut NodeAgent {
+        self.agents.get_mut(node).expect("agent")
+    }
+}
+
+/// The node's pod allocations from its IPAMBlocks in the API: address → handle.
+pub fn allocations(node: &str) -> BTreeMap<Ipv4Addr, String> {
+    let out = kubectl([
+        "get",
+        "ipamblocks.projectcalico.org",
+        "-l",
+        &format!("ocelot.dev/node={node}"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut map = BTreeMap::new();
+    for b in v["items"].as_array().unwrap() {
+        let s = &b["spec"];
+        let base: Ipv4Addr = s["cidr"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for (ord, a) in s["allocations"].as_array().unwrap().iter().enumerate() {
+            if let Some(i) = a.as_u64() {
+                let h = s["attributes"][i as usize]["handle_id"]
+                    .as_str()
+                    .unwrap_or_default();
+                if h.starts_with("k8s-pod-network.") {
+                    map.insert(Ipv4Addr::from(u32::from(base) + ord as u32), h.to_string());
+                }
+            }
+        }
+    }
+    map
+}
+
+/// ADD through the plugin; panics with the plugin's and the agent's output unless it succeeds.
+pub fn add(agent: &NodeAgent, cid: &str, ns: &Netns, namespace: &str, name: &str) -> Value {
+    let out = cni(
+        &CniEnv::pod("ADD", cid, &ns.path(), namespace, name),
+        &agent.conf(),
+    );
+    assert_eq!(
+        out.exit,
+        0,
+        "ADD {namespace}/{name}: {out:?}\nagent log:\n{}",
+        agent.daemon.log()
+    );
+    out.json()
+}
+
+/// The address of an ADD result (`a.b.c.d/32`).
+pub fn pod_address(result: &Value) -> String {
+    result["ips"][0]["address"].as_str().unwrap().to_string()
 }

@@ -3,16 +3,13 @@
 //! NodeNetworkState; pods are made by invoking the plugin exactly as a runtime does. Checks the
 //! seed's pod and host lines, the first packet right after ADD, CHECK, DEL (idempotent), GC,
 //! STATUS while the agent is down, and an agent restart that adopts routes without churn.
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ocelot_e2e::agent::{CniEnv, NodeAgent, POD_MTU, cni};
-use ocelot_e2e::cluster::kubectl;
-use ocelot_e2e::daemon::Daemon;
-use ocelot_e2e::lab::{Lab, Netns, Node};
-use ocelot_e2e::operator::{Operator, namespace, pod, register_node};
-use serde_json::{Value, json};
+use ocelot_e2e::agent::{AgentLab, CniEnv, NodeAgent, POD_MTU, add, allocations, cni, pod_address};
+use ocelot_e2e::lab::{Netns, Node};
+use ocelot_e2e::operator::{namespace, pod};
+use serde_json::json;
 
 /// The seed's nodes and blocks (the operator's claim for each, from the pool and the node).
 const NODES: [(&str, &str, &str); 2] = [
@@ -21,114 +18,6 @@ const NODES: [(&str, &str, &str); 2] = [
 ];
 /// The seed's customer pod: its name gives the host veth the seed shows.
 const CUSTOMER: (&str, &str, &str) = ("yaobank", "customer-574bd6cc75-77tw4", "cali1e6904b30ae");
-
-pub struct Setup {
-    pub lab: Lab,
-    pub op: Daemon,
-    pub agents: BTreeMap<String, NodeAgent>,
-    pub dir: tempfile::TempDir,
-}
-
-impl Setup {
-    /// Kubernetes Nodes, the operator, lab nodes and one ready agent per node.
-    pub fn start(nodes: &[(&str, &str, &str)], agent_args: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, ip, _) in nodes {
-            register_node(name, ip);
-        }
-        let args = [
-            "--default-ipv4-pool-cidr",
-            "198.19.16.0/21",
-            "--node-prefix-length",
-            "20",
-            "--resync-seconds",
-            "2",
-        ];
-        let op = Operator::start_with(&dir.path().join("operator.log"), &args);
-        let mut lab = Lab::new().expect("lab");
-        let mut agents = BTreeMap::new();
-        for (name, ip, _) in nodes {
-            let node = lab.add_node(name, ip).expect("lab node");
-            agents.insert(
-                name.to_string(),
-                NodeAgent::start(&node, dir.path(), agent_args),
-            );
-        }
-        for a in agents.values_mut() {
-            a.wait_ready();
-        }
-        Setup {
-            lab,
-            op,
-            agents,
-            dir,
-        }
-    }
-
-    pub fn agent(&mut self, node: &str) -> &mut NodeAgent {
-        self.agents.get_mut(node).expect("agent")
-    }
-}
-
-/// The node's pod allocations from its IPAMBlocks in the API: address → handle.
-pub fn allocations(node: &str) -> BTreeMap<Ipv4Addr, String> {
-    let out = kubectl([
-        "get",
-        "ipamblocks.projectcalico.org",
-        "-l",
-        &format!("ocelot.dev/node={node}"),
-        "-o",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut map = BTreeMap::new();
-    for b in v["items"].as_array().unwrap() {
-        let s = &b["spec"];
-        let base: Ipv4Addr = s["cidr"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        for (ord, a) in s["allocations"].as_array().unwrap().iter().enumerate() {
-            if let Some(i) = a.as_u64() {
-                let h = s["attributes"][i as usize]["handle_id"]
-                    .as_str()
-                    .unwrap_or_default();
-                if h.starts_with("k8s-pod-network.") {
-                    map.insert(Ipv4Addr::from(u32::from(base) + ord as u32), h.to_string());
-                }
-            }
-        }
-    }
-    map
-}
-
-/// ADD through the plugin; panics with the plugin's and the agent's output unless it succeeds.
-pub fn add(agent: &NodeAgent, cid: &str, ns: &Netns, namespace: &str, name: &str) -> Value {
-    let out = cni(
-        &CniEnv::pod("ADD", cid, &ns.path(), namespace, name),
-        &agent.conf(),
-    );
-    assert_eq!(
-        out.exit,
-        0,
-        "ADD {namespace}/{name}: {out:?}\nagent log:\n{}",
-        agent.daemon.log()
-    );
-    out.json()
-}
-
-fn pod_address(result: &Value) -> String {
-    result["ips"][0]["address"].as_str().unwrap().to_string()
-}
 
 /// One ping, no retry: the first packet must get through.
 fn ping_once(from: &Netns, to: &str) {
@@ -149,7 +38,7 @@ fn routes(node: &Node) -> String {
 
 #[test]
 fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
-    let mut s = Setup::start(&NODES, &[]);
+    let mut s = AgentLab::start(&NODES, &[]);
     let (ns_name, customer, veth) = CUSTOMER;
     namespace(ns_name);
     pod(ns_name, "summary-0", "node1", &[]);
@@ -310,7 +199,7 @@ fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
 
 /// Addresses of pods `0..n` on `node`, made through the plugin; (netns, container ID, address).
 pub fn make_pods(
-    s: &mut Setup,
+    s: &mut AgentLab,
     node: &str,
     ns_name: &str,
     n: usize,
@@ -330,7 +219,7 @@ pub fn make_pods(
 #[test]
 fn agent_restart_adopts_routes_without_churn_and_reuses_no_address() {
     const PODS: usize = 50;
-    let mut s = Setup::start(&NODES[1..], &[]);
+    let mut s = AgentLab::start(&NODES[1..], &[]);
     namespace("restart");
     let made = make_pods(&mut s, "node2", "restart", PODS);
     let node2 = s.lab.node("node2").clone();
@@ -365,7 +254,7 @@ fn agent_restart_adopts_routes_without_churn_and_reuses_no_address() {
     assert_unique(made.iter().map(|m| m.2.clone()).chain([extra]));
 }
 
-fn make_pods_named(s: &mut Setup, node: &str, ns_name: &str, name: &str) -> String {
+fn make_pods_named(s: &mut AgentLab, node: &str, ns_name: &str, name: &str) -> String {
     pod(ns_name, name, node, &[]);
     let netns = s.lab.add_netns(&format!("p-{name}")).unwrap();
     let r = add(s.agent(node), &format!("{name}0001"), &netns, ns_name, name);
