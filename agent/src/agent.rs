@@ -60,6 +60,8 @@ pub enum Msg {
         handle: String,
         call: Call,
     },
+    /// What BIRD runs and its sessions, when that changed.
+    Bgp(crate::bird::BgpReport),
 }
 
 /// Fixed settings.
@@ -102,6 +104,7 @@ pub struct Agent {
     pub demand: BTreeMap<String, String>,
     pub last_status: Option<NodeNetworkStateStatus>,
     pub metrics: Metrics,
+    pub bgp: crate::bgp::BgpState,
 }
 
 impl Agent {
@@ -111,6 +114,7 @@ impl Agent {
         tx: mpsc::Sender<Msg>,
         netlink: RouteNetlink,
         metrics: Metrics,
+        bgp: crate::bgp::BgpState,
     ) -> Agent {
         Agent {
             writer: BlockWriter::new(Api::all(client.clone())),
@@ -129,6 +133,7 @@ impl Agent {
             demand: BTreeMap::new(),
             last_status: None,
             metrics,
+            bgp,
         }
     }
 
@@ -193,6 +198,7 @@ impl Agent {
                 result,
             } => self.on_add_done(handle, call, result),
             Msg::DelDone { handle, call } => self.on_del_done(handle, call),
+            Msg::Bgp(report) => self.bgp.report = Some(report),
         }
     }
 
@@ -211,10 +217,12 @@ impl Agent {
             }
         }
         self.expire_waiting();
+        self.sync_bgp();
         crate::status::write_if_changed(self).await;
     }
 
     fn on_node_state(&mut self, c: Change<NodeNetworkState>) {
+        self.bgp.dirty = true;
         match c {
             Change::Apply(n) => self.nns = Some(n),
             Change::Delete(_) => self.nns = None,
@@ -265,6 +273,7 @@ impl Agent {
 
     fn on_pool(&mut self, c: Change<IPPool>) {
         let upsert = |me: &mut Agent, p: &IPPool| {
+            me.bgp.upsert_pool(&p.name_any(), &p.spec);
             if let Err(e) = me.ipam.upsert_pool(&p.name_any(), &p.spec) {
                 tracing::warn!(pool = %p.name_any(), error = %e, "IPPool not usable");
                 me.ipam.remove_pool(&p.name_any());
@@ -274,6 +283,7 @@ impl Agent {
             Change::Apply(p) => upsert(self, &p),
             Change::Delete(p) => {
                 self.ipam.remove_pool(&p.name_any());
+                self.bgp.remove_pool(&p.name_any());
             }
             Change::Relisted(all) => {
                 let names: HashSet<String> = all.iter().map(|p| p.name_any()).collect();
@@ -285,7 +295,9 @@ impl Agent {
                     .collect();
                 for name in gone {
                     self.ipam.remove_pool(&name);
+                    self.bgp.remove_pool(&name);
                 }
+                self.bgp.pools.clear();
                 for p in &all {
                     upsert(self, p);
                 }
@@ -335,12 +347,18 @@ impl Agent {
     fn on_calico_node(&mut self, c: Change<Node>) {
         match c {
             Change::Apply(n) => {
+                self.bgp.upsert_node(&n);
                 self.calico_nodes.insert(n.name_any(), n);
             }
             Change::Delete(n) => {
+                self.bgp.remove_node(&n.name_any());
                 self.calico_nodes.remove(&n.name_any());
             }
             Change::Relisted(all) => {
+                self.bgp.nodes.clear();
+                for n in &all {
+                    self.bgp.upsert_node(n);
+                }
                 self.calico_nodes = all.into_iter().map(|n| (n.name_any(), n)).collect();
                 self.synced.insert(Kind::CalicoNode);
             }

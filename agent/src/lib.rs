@@ -1,5 +1,7 @@
 //! Ocelot agent library: the node-side layers the `ocelot-agent` binary runs.
 pub mod agent;
+pub mod bgp;
+pub mod bird;
 pub mod calls;
 pub mod commit;
 pub mod install;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocelot_agent::agent::{Agent, Settings};
+use ocelot_agent::bgp::BgpState;
 use ocelot_agent::metrics::Metrics;
 use ocelot_agent::netns::NodeNetns;
-use ocelot_agent::{install, server, watch, wireguard_key};
+use ocelot_agent::{bird, install, server, watch, wireguard_key};
 
 /// Ocelot node agent.
 #[derive(Parser, Debug)]
@@ -45,6 +46,15 @@ struct Args {
     /// Seconds an ADD waits for a block the node asked the operator for.
     #[arg(long, env = "OCELOT_BLOCK_WAIT_SECONDS", default_value_t = 20)]
     block_wait_seconds: u64,
+    /// Folder for the agent's node-local state (bird.conf, BIRD's control socket and log).
+    #[arg(long, env = "OCELOT_STATE_DIR", default_value = "/var/lib/ocelot")]
+    state_dir: PathBuf,
+    /// The BIRD 2 daemon program.
+    #[arg(long, env = "OCELOT_BIRD", default_value = "bird")]
+    bird: PathBuf,
+    /// BIRD's control client program.
+    #[arg(long, env = "OCELOT_BIRDC", default_value = "birdc")]
+    birdc: PathBuf,
     /// WireGuard private key file (created with mode 0600 if absent; never leaves the node).
     #[arg(long, env = "OCELOT_WIREGUARD_KEY_FILE", default_value = wireguard_key::DEFAULT_KEY_PATH)]
     wireguard_key_file: PathBuf,
@@ -98,7 +108,13 @@ async fn run(args: Args) -> Result<()> {
         netns,
         block_wait: Duration::from_secs(args.block_wait_seconds),
     };
-    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics);
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("create the state folder {}", args.state_dir.display()))?;
+    let paths = bird::BirdPaths::in_dir(&args.state_dir, args.bird.clone(), args.birdc.clone());
+    let (desired, desired_rx) = tokio::sync::watch::channel(bird::Desired::Unknown);
+    let bgp = BgpState::new(desired, Some(paths.log.display().to_string()));
+    bird::start(paths, settings.netns.clone(), desired_rx, tx.clone());
+    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics, bgp);
     let socket_task = tokio::spawn(server::serve(listener, tx));
     tracing::info!(node = %args.node_name, socket = %args.socket.display(), "ocelot-agent started");
     tokio::select! {

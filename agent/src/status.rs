@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use ocelot::api::Condition;
 use ocelot::api::NodeNetworkState;
 use ocelot::api::nodestate::{BlockDemand, NodeNetworkStateStatus, PoolUsage};
 use ocelot::rollup::status::{condition, keep_transition_times};
@@ -65,7 +66,9 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         generation,
         now,
     );
-    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True");
+    let (bgp, bgp_applied) = bgp_condition(agent, generation, now);
+    // Ready means the spec is applied; a peer that does not answer is BGP's own condition.
+    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True") && bgp_applied;
     let ready = if all_ok {
         condition(
             "Ready",
@@ -85,7 +88,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
             now,
         )
     };
-    let mut conditions = vec![ipam, routes, ready];
+    let mut conditions = vec![ipam, routes, bgp, ready];
     if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
         keep_transition_times(&mut conditions, &old.conditions);
     }
@@ -97,10 +100,71 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
             .status
             .as_ref()
             .and_then(|s| s.wireguard_public_key.clone()),
-        bgp_peers: Vec::new(),
+        bgp_peers: agent
+            .bgp
+            .report
+            .as_ref()
+            .map(|r| r.peers.clone())
+            .unwrap_or_default(),
         ipam: usage.into_values().collect(),
         block_demand: demand,
     })
+}
+
+/// The BGP condition, and whether the node's BGP config is applied (whatever the sessions do).
+fn bgp_condition(agent: &Agent, generation: Option<i64>, now: &Time) -> (Condition, bool) {
+    let c =
+        |ok: bool, reason: &str, msg: String| condition("BGP", ok, reason, msg, generation, now);
+    let has_bgp = agent.nns.as_ref().is_some_and(|n| n.spec.bgp.is_some());
+    if !has_bgp {
+        return (
+            c(true, "NotConfigured", "this node runs no BGP".into()),
+            true,
+        );
+    }
+    if let Some(e) = &agent.bgp.render_error {
+        return (c(false, "ConfigInvalid", e.clone()), false);
+    }
+    let Some(report) = &agent.bgp.report else {
+        return (
+            c(false, "Starting", "BIRD has not reported yet".into()),
+            false,
+        );
+    };
+    if let Err(e) = &report.applied {
+        return (c(false, "BirdFailed", e.clone()), false);
+    }
+    let total = report.peers.len();
+    let down: Vec<String> = report
+        .peers
+        .iter()
+        .filter(|p| p.info.as_deref() != Some("Established"))
+        .map(|p| format!("{} {}", p.peer_ip, p.info.as_deref().unwrap_or(&p.state)))
+        .collect();
+    let up = total - down.len();
+    let cond = if total == 0 {
+        c(
+            true,
+            "NoPeers",
+            "BIRD runs; no sessions are configured".into(),
+        )
+    } else if down.is_empty() {
+        c(
+            true,
+            "Established",
+            format!("{up}/{total} sessions Established"),
+        )
+    } else {
+        c(
+            false,
+            "SessionsNotEstablished",
+            format!(
+                "{up}/{total} sessions Established; not: {}",
+                down.join(", ")
+            ),
+        )
+    };
+    (cond, true)
 }
 
 /// Writes the status when it differs from the last one written (or read at start).

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::lab::{Lab, Netns, Node};
-use crate::operator::{Operator, register_node};
+use crate::operator::{Operator, pod, register_node};
 use crate::proc::run_output;
 
 /// The network name the runtime passes; Calico's.
@@ -39,13 +39,14 @@ impl NodeAgent {
         std::fs::create_dir_all(&dir).expect("agent folder");
         let socket = dir.join("run/cni.sock");
         let s = |p: PathBuf| p.display().to_string();
-        let (kubeconfig, netns, sock, bin, conf, key) = (
+        let (kubeconfig, netns, sock, bin, conf, key, state) = (
             s(cluster::kubeconfig_path().to_path_buf()),
             s(node.path()),
             s(socket.clone()),
             s(dir.join("cni-bin")),
             s(dir.join("cni-conf")),
             s(dir.join("wireguard.key")),
+            s(dir.join("state")),
         );
         let mut args = vec![
             "--node-name",
@@ -62,6 +63,8 @@ impl NodeAgent {
             &conf,
             "--wireguard-key-file",
             &key,
+            "--state-dir",
+            &state,
         ];
         args.extend_from_slice(extra);
         let log = dir.join(format!(
@@ -91,6 +94,24 @@ impl NodeAgent {
                 Err(out.stdout)
             }
         });
+    }
+
+    /// `birdc show protocols` of this node's BIRD (run by the agent, control socket in its state).
+    pub fn birdc_protocols(&self) -> Result<String, String> {
+        let ctl = self.dir.join("state/bird.ctl");
+        let out = run_output(
+            Command::new("birdc")
+                .arg("-s")
+                .arg(&ctl)
+                .args(["show", "protocols"]),
+            None,
+            Duration::from_secs(10),
+        );
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// The network configuration a runtime would pass for this node.
@@ -320,4 +341,69 @@ pub fn add(agent: &NodeAgent, cid: &str, ns: &Netns, namespace: &str, name: &str
 /// The address of an ADD result (`a.b.c.d/32`).
 pub fn pod_address(result: &Value) -> String {
     result["ips"][0]["address"].as_str().unwrap().to_string()
+}
+
+/// The seed's nodes and blocks (the operator's claim for each, from the pool and the node).
+pub const SEED_NODES: [(&str, &str, &str); 2] = [
+    ("node1", "198.19.0.2", "198.19.22.128/26"),
+    ("node2", "198.19.0.3", "198.19.21.64/26"),
+];
+
+/// One ping, no retry: the first packet must get through.
+pub fn ping_once(from: &Netns, to: &str) {
+    let out = from
+        .exec(["ping", "-c", "1", "-W", "2", "-n", to])
+        .expect("run ping");
+    assert!(
+        out.status.success(),
+        "first ping {} → {to} failed: {}",
+        from.label(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `ip route` on a node.
+pub fn routes(node: &Node) -> String {
+    node.exec_ok(["ip", "route"]).unwrap()
+}
+
+/// Addresses of pods `0..n` on `node`, made through the plugin; (netns, container ID, address).
+pub fn make_pods(
+    s: &mut AgentLab,
+    node: &str,
+    ns_name: &str,
+    n: usize,
+) -> Vec<(Netns, String, String)> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        let name = format!("web-{node}-{i}");
+        pod(ns_name, &name, node, &[]);
+        let netns = s.lab.add_netns(&format!("p-{node}-{i}")).unwrap();
+        let cid = format!("{node}{i:04}");
+        let r = add(s.agent(node), &cid, &netns, ns_name, &name);
+        made.push((netns, cid, pod_address(&r)));
+    }
+    made
+}
+
+/// The `Mesh_` lines of `birdc show protocols`.
+pub fn mesh_lines(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("Mesh_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until every mesh session of `node`'s BIRD is Established; returns `show protocols`.
+pub fn wait_established(s: &mut AgentLab, node: &str) -> String {
+    let agent = &s.agents[node];
+    s.op.wait(&format!("{node}'s BGP sessions Established"), || {
+        let out = agent.birdc_protocols()?;
+        let mesh = mesh_lines(&out);
+        if !mesh.is_empty() && mesh.iter().all(|l| l.contains("Established")) {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    })
 }

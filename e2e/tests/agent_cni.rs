@@ -1,40 +1,21 @@
 //! `ocelot-agent` + `ocelot-cni` on lab nodes, driven only by the API: the operator (started from
 //! Kubernetes Nodes and the seed's default pool) claims each node's block and writes its
 //! NodeNetworkState; pods are made by invoking the plugin exactly as a runtime does. Checks the
-//! seed's pod and host lines, the first packet right after ADD, CHECK, DEL (idempotent), GC,
-//! STATUS while the agent is down, and an agent restart that adopts routes without churn.
+//! seed's pod and host lines, the first packet right after ADD, CHECK, DEL (idempotent), GC and
+//! STATUS while the agent is down. (Each agent test binary has a cluster of its own: they all use
+//! the seed's node names.)
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use ocelot_e2e::agent::{AgentLab, CniEnv, NodeAgent, POD_MTU, add, allocations, cni, pod_address};
-use ocelot_e2e::lab::{Netns, Node};
+use ocelot_e2e::agent::{
+    AgentLab, CniEnv, POD_MTU, SEED_NODES as NODES, add, allocations, cni, ping_once, pod_address,
+    routes,
+};
+use ocelot_e2e::lab::Netns;
 use ocelot_e2e::operator::{namespace, pod};
 use serde_json::json;
 
-/// The seed's nodes and blocks (the operator's claim for each, from the pool and the node).
-const NODES: [(&str, &str, &str); 2] = [
-    ("node1", "198.19.0.2", "198.19.22.128/26"),
-    ("node2", "198.19.0.3", "198.19.21.64/26"),
-];
 /// The seed's customer pod: its name gives the host veth the seed shows.
 const CUSTOMER: (&str, &str, &str) = ("yaobank", "customer-574bd6cc75-77tw4", "cali1e6904b30ae");
-
-/// One ping, no retry: the first packet must get through.
-fn ping_once(from: &Netns, to: &str) {
-    let out = from
-        .exec(["ping", "-c", "1", "-W", "2", "-n", to])
-        .expect("run ping");
-    assert!(
-        out.status.success(),
-        "first ping {} → {to} failed: {}",
-        from.label(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
-fn routes(node: &Node) -> String {
-    node.exec_ok(["ip", "route"]).unwrap()
-}
 
 #[test]
 fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
@@ -195,75 +176,4 @@ fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
             .contains("agent not reachable")
     );
     drop(s);
-}
-
-/// Addresses of pods `0..n` on `node`, made through the plugin; (netns, container ID, address).
-pub fn make_pods(
-    s: &mut AgentLab,
-    node: &str,
-    ns_name: &str,
-    n: usize,
-) -> Vec<(Netns, String, String)> {
-    let mut made = Vec::new();
-    for i in 0..n {
-        let name = format!("web-{node}-{i}");
-        pod(ns_name, &name, node, &[]);
-        let netns = s.lab.add_netns(&format!("p-{node}-{i}")).unwrap();
-        let cid = format!("{node}{i:04}");
-        let r = add(s.agent(node), &cid, &netns, ns_name, &name);
-        made.push((netns, cid, pod_address(&r)));
-    }
-    made
-}
-
-#[test]
-fn agent_restart_adopts_routes_without_churn_and_reuses_no_address() {
-    const PODS: usize = 50;
-    let mut s = AgentLab::start(&NODES[1..], &[]);
-    namespace("restart");
-    let made = make_pods(&mut s, "node2", "restart", PODS);
-    let node2 = s.lab.node("node2").clone();
-    let before = routes(&node2);
-    let monitor = node2.spawn(["ip", "-4", "monitor", "route"]).unwrap();
-    // The monitor prints nothing until a change; give it a moment to subscribe.
-    std::thread::sleep(Duration::from_millis(300));
-
-    let agent = s.agents.remove("node2").unwrap();
-    agent.daemon.stop();
-    let mut agent = NodeAgent::start(&node2, s.dir.path(), &[]);
-    agent.wait_ready();
-    // Two resync periods of the operator and the agent's own status pass.
-    std::thread::sleep(Duration::from_secs(5));
-    let churn = monitor.log();
-    drop(monitor);
-    assert!(
-        churn.trim().is_empty(),
-        "routes changed across the restart:\n{churn}"
-    );
-    assert_eq!(routes(&node2), before);
-
-    // A new pod after the restart gets an address none of the 50 has.
-    s.agents.insert("node2".into(), agent);
-    let extra = make_pods_named(&mut s, "node2", "restart", "after");
-    assert!(
-        made.iter().all(|(_, _, a)| *a != extra),
-        "{extra} handed out twice"
-    );
-    let alloc = allocations("node2");
-    assert_eq!(alloc.len(), PODS + 1, "{alloc:?}");
-    assert_unique(made.iter().map(|m| m.2.clone()).chain([extra]));
-}
-
-fn make_pods_named(s: &mut AgentLab, node: &str, ns_name: &str, name: &str) -> String {
-    pod(ns_name, name, node, &[]);
-    let netns = s.lab.add_netns(&format!("p-{name}")).unwrap();
-    let r = add(s.agent(node), &format!("{name}0001"), &netns, ns_name, name);
-    pod_address(&r)
-}
-
-fn assert_unique(addrs: impl Iterator<Item = String>) {
-    let mut seen = std::collections::BTreeSet::new();
-    for a in addrs {
-        assert!(seen.insert(a.clone()), "{a} handed out twice");
-    }
 }

@@ -14,6 +14,7 @@
 pub mod bird;
 pub mod columns;
 pub mod expand;
+pub mod node_input;
 pub mod status;
 pub mod support;
 pub mod view;
@@ -24,6 +25,7 @@ pub use expand::{
     BgpInputs, DEFAULT_AS_NUMBER, mesh_sessions, mesh_sessions_of, node_bgp_state,
     node_bgp_state_in,
 };
+pub use node_input::node_bird_input;
 pub use status::{parse_birdc_protocols, render_bgp_status, render_peer_table};
 pub use view::{BgpNode, BgpView, DEFAULT_LISTEN_PORT, ParsedPeer, SliceView, node_ipv4_net};
 

@@ -1,0 +1,70 @@
+//! Two nodes meshed over BIRD 2 run by their agents: each node blackholes its own block and learns
+//! the other's `via <node> proto bird`, pods ping across, and the NodeNetworkState status carries
+//! the sessions and a BGP condition.
+use ocelot_e2e::agent::{
+    AgentLab, SEED_NODES as NODES, add, ping_once, pod_address, routes, wait_established,
+};
+use ocelot_e2e::operator::{namespace, pod};
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
+    let mut s = AgentLab::start(&NODES, &[]);
+    namespace("mesh");
+    pod("mesh", "a", "node1", &[]);
+    pod("mesh", "b", "node2", &[]);
+    let na = s.lab.add_netns("pod-a").unwrap();
+    let nb = s.lab.add_netns("pod-b").unwrap();
+    let a = pod_address(&add(s.agent("node1"), "aaaa0001", &na, "mesh", "a"));
+    let b = pod_address(&add(s.agent("node2"), "bbbb0001", &nb, "mesh", "b"));
+    let (a, b) = (a.trim_end_matches("/32"), b.trim_end_matches("/32"));
+    wait_established(&mut s, "node1");
+    // Each node: its own block blackholed by BIRD, the other's learned via that node.
+    for (me, own, other_block, other_ip) in [
+        ("node1", NODES[0].2, NODES[1].2, NODES[1].1),
+        ("node2", NODES[1].2, NODES[0].2, NODES[0].1),
+    ] {
+        let node = s.lab.node(me).clone();
+        let want = [
+            format!("blackhole {own} proto bird"),
+            format!("{other_block} via {other_ip} dev ens4 proto bird"),
+        ];
+        s.op.wait(&format!("{me}'s proto bird routes"), || {
+            let r = routes(&node);
+            let lines: Vec<&str> = r.lines().map(str::trim_end).collect();
+            match want.iter().find(|w| !lines.contains(&w.as_str())) {
+                None => Ok(()),
+                Some(w) => Err(format!("no {w:?} in\n{r}")),
+            }
+        });
+    }
+    ping_once(&na, b);
+    ping_once(&nb, a);
+
+    // The node reports its sessions and a BGP condition in its NodeNetworkState status.
+    let status = s.op.wait("node1's BGP status", || {
+        let v = ocelot_e2e::operator::get_json("nodenetworkstates.ocelot.dev", "node1")?;
+        let st = v["status"].clone();
+        let bgp = st["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "BGP"))
+            .cloned()
+            .unwrap_or_default();
+        if bgp["status"] == "True" && st["bgpPeers"].as_array().is_some_and(|p| !p.is_empty()) {
+            Ok(st)
+        } else {
+            Err(st.to_string())
+        }
+    });
+    let peer = &status["bgpPeers"][0];
+    assert_eq!(peer["peerIP"], "198.19.0.3", "{status}");
+    assert_eq!(peer["state"], "up", "{status}");
+    assert_eq!(peer["info"], "Established", "{status}");
+    let bgp = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "BGP")
+        .unwrap();
+    assert_eq!(bgp["reason"], "Established", "{status}");
+    assert_eq!(bgp["message"], "1/1 sessions Established", "{status}");
+}
