@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::lab::{Lab, Netns, Node};
-use crate::operator::{Operator, pod, register_node};
+use crate::operator::{Operator, SEED_ARGS, pod, register_node};
 use crate::proc::run_output;
 
 /// The network name the runtime passes; Calico's.
@@ -248,14 +248,7 @@ impl AgentLab {
         for (name, ip, _) in nodes {
             register_node(name, ip);
         }
-        let args = [
-            "--default-ipv4-pool-cidr",
-            "198.19.16.0/21",
-            "--node-prefix-length",
-            "20",
-            "--resync-seconds",
-            "2",
-        ];
+        let args = [&SEED_ARGS[..], &["--resync-seconds", "2"]].concat();
         let op = Operator::start_with(&dir.path().join("operator.log"), &args);
         let mut lab = Lab::new().expect("lab");
         let mut agents = BTreeMap::new();

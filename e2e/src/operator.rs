@@ -13,6 +13,14 @@ pub fn operator_binary() -> PathBuf {
     sibling_binary("ocelot-operator")
 }
 
+/// The seed's default pool from the flag and nodes on the seed's /20 fabric.
+pub const SEED_ARGS: [&str; 4] = [
+    "--default-ipv4-pool-cidr",
+    "198.19.16.0/21",
+    "--node-prefix-length",
+    "20",
+];
+
 /// A running `ocelot-operator` against the shared test cluster (a [`Daemon`]).
 pub struct Operator;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::daemon::Daemon;
 use ocelot_e2e::operator::{
-    Operator, api_writes, apply, fixture, get_json, op_log_line, patch_seed_wireguard_on,
-    write_lines,
+    Operator, SEED_ARGS, api_writes, apply, fixture, get_json, op_log_line,
+    patch_seed_wireguard_on, write_lines,
 };
 use serde_json::{Value, json};
 
@@ -198,14 +198,7 @@ fn node_status_rolls_up_into_source_objects() {
             &json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
         );
     }
-    let args = [
-        "--default-ipv4-pool-cidr",
-        "198.19.16.0/21",
-        "--node-prefix-length",
-        "20",
-        "--resync-seconds",
-        "1",
-    ];
+    let args = [&SEED_ARGS[..], &["--resync-seconds", "1"]].concat();
     let mut op = Operator::start_with(&log, &args);
     op.wait("the default pool from the flag", || {
         get_json("ippools.projectcalico.org", "default-ipv4-ippool")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::daemon::Daemon;
-use ocelot_e2e::operator::{Operator, apply, fixture, get_json, write_lines};
+use ocelot_e2e::operator::{Operator, SEED_ARGS, apply, fixture, get_json, write_lines};
 use serde_json::{Value, json};
 
 /// Nodes 0..20: `control`, `node1`, `node2`, then `node3`…`node19`; node3-node5 are in rack a.
@@ -129,14 +129,7 @@ fn node_state_size_does_not_grow_with_the_cluster() {
     for i in 0..3 {
         add_node(i);
     }
-    let args = [
-        "--default-ipv4-pool-cidr",
-        "198.19.16.0/21",
-        "--node-prefix-length",
-        "20",
-        "--resync-seconds",
-        "1",
-    ];
+    let args = [&SEED_ARGS[..], &["--resync-seconds", "1"]].concat();
     let mut op = Operator::start_with(&log, &args);
     op.wait("the default pool from the flag", || {
         get_json("ippools.projectcalico.org", "default-ipv4-ippool")
