@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 /// Bound of every wait for a daemon (a loaded 2-core CI machine).
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// `target/<profile>/<name>`, next to the test binary (`target/<profile>/deps/<test>-<hash>`).
+/// `target/<profile>/<name>`: next to a test binary's `deps/` folder, or next to a binary.
 pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(name))
-        .expect("test binary lives in target/<profile>/deps");
+    let dir = exe.parent().expect("binary in a folder");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} not found: build it first with `cargo build --workspace` (`cargo test --workspace` does)",

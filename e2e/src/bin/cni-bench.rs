@@ -1,0 +1,207 @@
+//! CNI ADD benchmark (issue: p50 ≤ 15 ms, p99 ≤ 100 ms with the agent warm; API writes per pod
+//! ≤ 0.1 in a burst; agent RSS). Needs root. On one lab node with the operator and the agent
+//! against the test cluster, measures in the same run:
+//! - baseline: the bare pod plumbing done with `ip` commands (veth into the sandbox, address,
+//!   the two pod routes, host /32 route), per pod;
+//! - `ocelot-cni ADD` run as a runtime runs it, 200 sequential (in rounds of 50, each followed by
+//!   DEL, so the node's blocks suffice) and 100 concurrent;
+//! - the API server's mutating requests during the 100-pod burst, per pod;
+//! - the agent's RSS idle and after the burst.
+//!
+//! `cni-bench` (release build recommended: `cargo run --release -p ocelot-e2e --bin cni-bench`).
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use ocelot_e2e::agent::{AgentLab, CniEnv, SEED_NODES, cni};
+use ocelot_e2e::cluster::kubectl_stdin;
+use ocelot_e2e::lab::{Netns, require_root};
+use ocelot_e2e::operator::{api_writes_except, namespace};
+
+const NS: &str = "bench";
+const ROUND: usize = 50;
+const SEQUENTIAL: usize = 200;
+const BURST: usize = 100;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn summary(name: &str, samples: &mut [Duration]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+        samples.len(),
+        ms(percentile(samples, 0.5)),
+        ms(percentile(samples, 0.99)),
+        ms(percentile(samples, 1.0)),
+    )
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn pods_yaml(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {n}\n  namespace: {NS}\nspec:\n  nodeName: node1\n  containers:\n  - name: c\n    image: busybox\n---\n"
+        ))
+        .collect()
+}
+
+/// The bare plumbing of one pod with `ip`, timed as a whole.
+fn baseline(node: &Netns, pod: &Netns, i: usize) -> Result<Duration> {
+    let veth = format!("bl{i}");
+    let ip = format!("198.19.30.{}", i % 250 + 1);
+    let podns = pod.name().to_string();
+    let t = Instant::now();
+    node.exec_ok([
+        "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &podns,
+    ])?;
+    pod.exec_ok(["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+    pod.exec_ok(["ip", "link", "set", "eth0", "up"])?;
+    pod.exec_ok([
+        "ip",
+        "route",
+        "add",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])?;
+    pod.exec_ok([
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ])?;
+    node.exec_ok(["ip", "link", "set", &veth, "up"])?;
+    node.exec_ok([
+        "ip",
+        "route",
+        "add",
+        &format!("{ip}/32"),
+        "dev",
+        &veth,
+        "scope",
+        "link",
+    ])?;
+    let d = t.elapsed();
+    node.exec_ok(["ip", "link", "del", &veth])?;
+    Ok(d)
+}
+
+fn main() -> Result<()> {
+    require_root()?;
+    let t0 = Instant::now();
+    let mut s = AgentLab::start(&SEED_NODES[..1], &[]);
+    namespace(NS);
+    let names: Vec<String> = (0..SEQUENTIAL.max(BURST))
+        .map(|i| format!("p{i}"))
+        .collect();
+    let out = kubectl_stdin(["apply", "-f", "-"], &pods_yaml(&names));
+    ensure!(
+        out.status.success(),
+        "create pods: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sandboxes: Vec<Netns> = (0..names.len())
+        .map(|i| s.lab.add_netns(&format!("b{i}")))
+        .collect::<Result<_>>()?;
+    let node = s.lab.node("node1").clone();
+    let conf = s.agent("node1").conf();
+    let env = |cmd: &str, i: usize| {
+        CniEnv::pod(
+            cmd,
+            &format!("bench{i:04}"),
+            &sandboxes[i].path(),
+            NS,
+            &names[i],
+        )
+    };
+    let add = |i: usize| -> Duration {
+        let t = Instant::now();
+        let out = cni(&env("ADD", i), &conf);
+        let d = t.elapsed();
+        assert_eq!(out.exit, 0, "ADD {i}: {out:?}");
+        d
+    };
+    let del = |i: usize| {
+        let out = cni(&env("DEL", i), &conf);
+        assert_eq!(out.exit, 0, "DEL {i}: {out:?}");
+    };
+    eprintln!(
+        "[{:>5.1}s] lab, operator and agent up; warming up ({BURST} ADD + DEL)",
+        t0.elapsed().as_secs_f64()
+    );
+    // Warm-up: the node claims the blocks the burst needs; then everything is released again.
+    for i in 0..BURST {
+        add(i);
+    }
+    for i in 0..BURST {
+        del(i);
+    }
+    let idle_rss = rss_kib(s.agent("node1").daemon.pid());
+
+    eprintln!(
+        "[{:>5.1}s] baseline: {SEQUENTIAL} pods with ip commands",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut base = Vec::new();
+    for (i, sandbox) in sandboxes.iter().enumerate().take(SEQUENTIAL) {
+        base.push(baseline(&node, sandbox, i)?);
+    }
+    eprintln!(
+        "[{:>5.1}s] {SEQUENTIAL} sequential ADDs",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut seq = Vec::new();
+    for round in 0..SEQUENTIAL / ROUND {
+        let ids: Vec<usize> = (round * ROUND..(round + 1) * ROUND).collect();
+        for &i in &ids {
+            seq.push(add(i));
+        }
+        for &i in &ids {
+            del(i);
+        }
+    }
+    eprintln!(
+        "[{:>5.1}s] {BURST} concurrent ADDs",
+        t0.elapsed().as_secs_f64()
+    );
+    let writes_before = api_writes_except(&["events"]);
+    let mut burst: Vec<Duration> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..BURST).map(|i| sc.spawn(move || add(i))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // The status write that follows the burst counts too.
+    std::thread::sleep(Duration::from_secs(2));
+    let writes = api_writes_except(&["events"]) - writes_before;
+    let burst_rss = rss_kib(s.agent("node1").daemon.pid());
+    println!("{}", summary("baseline (ip commands)", &mut base));
+    println!("{}", summary("ADD sequential", &mut seq));
+    println!("{}", summary("ADD concurrent", &mut burst));
+    println!(
+        "API writes during the {BURST}-pod burst: {writes} ({:.2} per pod)",
+        writes as f64 / BURST as f64
+    );
+    println!(
+        "agent RSS: idle {} KiB, after the burst {} KiB",
+        idle_rss, burst_rss
+    );
+    println!("done in {:.1}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
