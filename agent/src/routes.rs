@@ -158,7 +158,10 @@ impl RouteNetlink {
             .recv()
             .map_err(|_| io::Error::other("netlink thread died while starting"))??;
         Ok(RouteNetlink {
-            socket: Socket { handle },
+            socket: Socket {
+                handle,
+                dumps: Default::default(),
+            },
             runtime,
             _stop: Arc::new(stop_tx),
         })
@@ -209,12 +212,16 @@ impl RouteNetlink {
 #[derive(Clone)]
 struct Socket {
     handle: Handle,
+    /// One dump at a time: the kernel refuses a second dump on a socket with EBUSY (concurrent
+    /// ADDs each read the links).
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Socket {
     /// Interface index to name, for every link in the namespace.
     async fn links(&self) -> Result<HashMap<u32, String>, Error> {
         let mut links = HashMap::new();
+        let _one = self.dumps.lock().await;
         let mut dump = self.handle.link().get().execute();
         while let Some(msg) = dump.try_next().await? {
             let name = msg.attributes.iter().find_map(|a| match a {
@@ -231,6 +238,7 @@ impl Socket {
     async fn list(&self, table: u32) -> Result<Vec<Route>, Error> {
         let links = self.links().await?;
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let _one = self.dumps.lock().await;
         let mut dump = self.handle.route().get(query).execute();
         let mut routes = Vec::new();
         while let Some(msg) = dump.try_next().await? {
