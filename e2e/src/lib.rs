@@ -2,6 +2,7 @@
 //! Kubernetes nodes (kubelet + containerd + runc) on those namespaces.
 
 pub mod cluster;
+pub mod helm;
 pub mod kubelab;
 pub mod lab;
 pub mod operator;

@@ -1,0 +1,358 @@
+//! The Helm chart (`helm/ocelot`) with the Go-built helm and kubectl against the real API server:
+//! lint, server-side dry-run of the rendered manifests, install/upgrade/no-op upgrade/uninstall,
+//! the agent's token limited to its own node by the admission policy, RBAC derived from the code,
+//! the values schema, the chart's CRDs and version.
+//!
+//! The test API server has no kubelet or controller-manager: Pods never run and nothing becomes
+//! ready, so no `--wait`. Each test uses its own release name and cleans up (also on panic).
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ocelot_e2e::cluster::{self, check, helm, kubectl, kubectl_stdin, repo_root};
+use ocelot_e2e::helm::{
+    AccessRow, chart_dir, check_table, derive_calls, documents, grants, helm_local, rust_sources,
+    table_grants,
+};
+use serde_json::Value;
+
+#[path = "../../operator/src/access.rs"]
+mod operator_access;
+
+const NS: &str = "ocelot-test";
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A values file that turns every optional part on.
+const FULL_VALUES: &str = "\
+operator:
+  replicas: 3
+  defaultIPv4PoolCIDR: 198.19.16.0/21
+  nodePrefixLength: 20
+  logLevel: debug
+agent:
+  podMTU: 1410
+metrics:
+  serviceMonitor:
+    enabled: true
+    labels: {release: prom}
+defaults:
+  ipPool: {enabled: true, cidr: 198.19.16.0/21, blockSize: 26}
+  bgpConfiguration: {enabled: true, asNumber: 64512}
+  felixConfiguration: {enabled: true, wireguardEnabled: true}
+";
+
+fn render(release: &str, values: Option<&str>) -> String {
+    let dir = scratch();
+    let chart = chart_dir().display().to_string();
+    let mut args = vec!["template", release, chart.as_str(), "--namespace", NS];
+    let file = dir.path().join("values.yaml");
+    let file_s = file.display().to_string();
+    if let Some(v) = values {
+        std::fs::write(&file, v).unwrap();
+        args.extend(["-f", file_s.as_str()]);
+    }
+    let out = helm_local(dir.path(), &args);
+    assert!(out.status.success(), "helm template: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ensure_namespace() {
+    let _ = kubectl_stdin(
+        ["apply", "--server-side", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n"),
+    );
+}
+
+#[test]
+fn lint_strict_passes_with_default_and_full_values() {
+    let dir = scratch();
+    let chart = chart_dir().display().to_string();
+    let out = helm_local(dir.path(), &["lint", "--strict", &chart]);
+    assert!(out.status.success(), "helm lint --strict: {}", text(&out));
+    let file = dir.path().join("full.yaml");
+    std::fs::write(&file, FULL_VALUES).unwrap();
+    let out = helm_local(
+        dir.path(),
+        &["lint", "--strict", &chart, "-f", &file.display().to_string()],
+    );
+    assert!(out.status.success(), "helm lint --strict -f full: {}", text(&out));
+}
+
+#[test]
+fn chart_version_is_the_workspace_version() {
+    let cargo = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let ws = cargo.split("[workspace.package]").nth(1).expect("[workspace.package]");
+    let version = ws
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version = "))
+        .expect("workspace version")
+        .trim_matches('"');
+    let chart: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(chart["version"], version, "Chart.yaml version");
+    assert_eq!(chart["appVersion"], version, "Chart.yaml appVersion");
+}
+
+#[test]
+fn chart_crds_and_repo_crds_are_what_the_code_generates() {
+    let rendered = ocelot::crds::render();
+    let want: BTreeSet<(String, String)> = rendered.into_iter().collect();
+    for dir in [repo_root().join("crds"), chart_dir().join("crds")] {
+        let have: BTreeSet<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        assert!(
+            have == want,
+            "{} is stale; refresh with: cargo run -p ocelot-ctl -- crds --out crds && \
+             cargo run -p ocelot-ctl -- crds --out helm/ocelot/crds",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn values_schema_refuses_a_wrong_type_naming_the_field() {
+    let dir = scratch();
+    let chart = chart_dir().display().to_string();
+    for (values, field) in [
+        ("operator:\n  replicas: two\n", "replicas"),
+        ("agent:\n  podMTU: \"1410\"\n", "podMTU"),
+        ("defaults:\n  ipPool:\n    enabled: yes-please\n", "enabled"),
+    ] {
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(&file, values).unwrap();
+        let out = helm_local(
+            dir.path(),
+            &["template", "t", &chart, "-f", &file.display().to_string()],
+        );
+        let msg = text(&out);
+        assert!(!out.status.success(), "{values:?} accepted");
+        assert!(
+            msg.contains("values don't meet the specifications of the schema") && msg.contains(field),
+            "{values:?}: the error must name {field}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn rendered_manifests_apply_with_server_dry_run_without_warnings() {
+    ensure_namespace();
+    // The ServiceMonitor kind of the full values file, as prometheus-operator serves it (schema
+    // left open): the dry run needs the kind to exist.
+    check(
+        kubectl_stdin(["apply", "--server-side", "-f", "-"], SERVICE_MONITOR_CRD),
+        "ServiceMonitor CRD",
+    );
+    check(
+        kubectl([
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=60s",
+        ]),
+        "ServiceMonitor CRD Established",
+    );
+    for (name, values) in [("default", None), ("full", Some(FULL_VALUES))] {
+        let manifest = render("dry", values);
+        let out = kubectl_stdin(
+            [
+                "apply",
+                "--server-side",
+                "--field-manager=helm-dry-run",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            &manifest,
+        );
+        assert!(out.status.success(), "{name} values: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.to_lowercase().contains("warning"),
+            "{name} values: warnings: {stderr}"
+        );
+    }
+}
+
+const SERVICE_MONITOR_CRD: &str = "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+";
+
+#[test]
+fn no_role_has_a_wildcard() {
+    for values in [None, Some(FULL_VALUES)] {
+        for d in documents(&render("wild", values)) {
+            let kind = d["kind"].as_str().unwrap_or("");
+            if kind != "ClusterRole" && kind != "Role" {
+                continue;
+            }
+            for rule in d["rules"].as_array().expect("rules") {
+                for key in ["apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"] {
+                    for v in rule[key].as_array().into_iter().flatten() {
+                        assert!(
+                            !v.as_str().unwrap_or("").contains('*'),
+                            "{kind} {}: wildcard in {key}: {rule}",
+                            d["metadata"]["name"]
+                        );
+                    }
+                }
+            }
+            assert!(d.get("aggregationRule").is_none(), "aggregated role");
+        }
+    }
+}
+
+fn rbac_check(component: &str, crate_dir: &str, table: &[AccessRow]) {
+    let calls = derive_calls(&rust_sources(&repo_root().join(crate_dir)));
+    assert!(!calls.is_empty(), "no API calls found in {crate_dir}");
+    let problems = check_table(&calls, table);
+    assert!(
+        problems.is_empty(),
+        "{crate_dir} and its API_ACCESS disagree:\n{}",
+        problems.join("\n")
+    );
+    let docs = documents(&render("rbac", None));
+    let have = grants(&docs, &format!("rbac-{component}"), NS);
+    let want = table_grants(table);
+    let missing: Vec<_> = want.difference(&have).collect();
+    let extra: Vec<_> = have.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the chart's roles for {component} differ from {crate_dir}'s API_ACCESS: \
+         missing {missing:?}, not used by the code {extra:?}"
+    );
+}
+
+#[test]
+fn operator_roles_grant_exactly_the_operators_calls() {
+    rbac_check("operator", "operator/src", operator_access::API_ACCESS);
+}
+
+#[test]
+fn agent_role_grants_exactly_the_agents_calls() {
+    rbac_check("agent", "agent/src", ocelot_agent::access::API_ACCESS);
+}
+
+#[test]
+fn a_new_call_the_table_lacks_is_found() {
+    // The derivation itself: code that starts using Secrets, or deleting pools, must fail the check.
+    let code = "fn f(c: Client) {\n  let s: Api<Secret> = Api::all(c);\n  s.create(&pp, &x);\n  \
+                let p: Api<IPPool> = Api::all(c);\n  p\n    .delete(\"a\", &dp);\n}\n";
+    let calls = derive_calls(&[("x.rs".into(), code.into())]);
+    let problems = check_table(&calls, ocelot_agent::access::API_ACCESS);
+    assert!(
+        problems.iter().any(|p| p.contains("Secret")) && problems.iter().any(|p| p.contains("delete on IPPool")),
+        "{problems:?}"
+    );
+}
+
+/// Uninstalls the release when dropped (also when the test panics).
+struct Release(&'static str);
+
+impl Release {
+    fn install(name: &'static str, extra: &[&str]) -> Release {
+        ensure_namespace();
+        let chart = chart_dir().display().to_string();
+        let mut args = vec!["install", name, chart.as_str(), "--namespace", NS];
+        args.extend_from_slice(extra);
+        let r = Release(name);
+        let out = helm(&args);
+        assert!(out.status.success(), "helm install {name}: {}", text(&out));
+        r
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = helm(["uninstall", self.0, "--namespace", NS]);
+    }
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    let out = kubectl(&a);
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (kind/name, resourceVersion) of every object of the release.
+fn release_versions(release: &str) -> Vec<(String, String)> {
+    let out = helm(["get", "manifest", release, "--namespace", NS]);
+    assert!(out.status.success(), "helm get manifest: {}", text(&out));
+    let mut v: Vec<(String, String)> = documents(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .map(|d| {
+            let kind = d["kind"].as_str().unwrap();
+            let name = d["metadata"]["name"].as_str().unwrap();
+            let ns = d["metadata"]["namespace"].as_str().unwrap_or("");
+            let mut args = vec!["get", kind, name];
+            if !ns.is_empty() {
+                args.extend(["-n", ns]);
+            }
+            let o = json(&args);
+            (format!("{kind}/{name}"), o["metadata"]["resourceVersion"].as_str().unwrap().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn install_upgrade_noop_upgrade_and_uninstall() {
+    let chart = chart_dir().display().to_string();
+    let release = Release::install("inst", &[]);
+    let deploy = json(&["get", "deployment", "inst-operator", "-n", NS]);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    json(&["get", "daemonset", "inst-agent", "-n", NS]);
+    json(&["get", "validatingadmissionpolicy", "inst-agent-own-node"]);
+
+    let upgrade = |set: &str| {
+        let out = helm(["upgrade", "inst", &chart, "--namespace", NS, "--set", set]);
+        assert!(out.status.success(), "helm upgrade --set {set}: {}", text(&out));
+    };
+    upgrade("operator.replicas=3");
+    let deploy = json(&["get", "deployment", "inst-operator", "-n", NS]);
+    assert_eq!(deploy["spec"]["replicas"], 3, "upgrade changed the replicas");
+    let before = release_versions("inst");
+    upgrade("operator.replicas=3");
+    assert_eq!(before, release_versions("inst"), "a second upgrade with the same values wrote objects");
+
+    drop(release);
+    let out = kubectl(["get", "deployment", "inst-operator", "-n", NS]);
+    assert!(!out.status.success(), "deployment left after uninstall");
+    for crd in ["ippools.projectcalico.org", "nodenetworkstates.ocelot.dev"] {
+        json(&["get", "crd", crd]);
+    }
+}
