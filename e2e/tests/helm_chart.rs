@@ -529,3 +529,131 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
         false,
     );
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Files of a tar archive: path (without a leading "./") → (contents, mode); symlinks as their target.
+fn tar_files(bytes: &[u8]) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut a = tar::Archive::new(bytes);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().trim_start_matches("./").to_string();
+        let mode = e.header().mode().unwrap();
+        let mut data = Vec::new();
+        if let Some(target) = e.link_name().unwrap() {
+            data = target.to_string_lossy().as_bytes().to_vec();
+        } else {
+            e.read_to_end(&mut data).unwrap();
+        }
+        out.insert(path, (data, mode));
+    }
+    out
+}
+
+#[test]
+fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
+    // Stand-ins for the release binaries keep this cheap; the script is the one users run.
+    let dir = scratch();
+    let bins = dir.path().join("bin");
+    std::fs::create_dir_all(&bins).unwrap();
+    for b in ["ocelot-operator", "ocelot-agent", "ocelot-cni"] {
+        let p = bins.join(b);
+        std::fs::write(&p, format!("#!/bin/sh\necho {b}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/images.sh"))
+        .args(["--bin-dir", &bins.display().to_string(), "--out", &out_dir.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/images.sh: {}", text(&out));
+
+    // The paths the chart runs.
+    let docs = documents(&render("img", None));
+    let find = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap().clone();
+    let deploy = find("Deployment");
+    let ds = find("DaemonSet");
+    let op_cmd = deploy["spec"]["template"]["spec"]["containers"][0]["command"][0].as_str().unwrap().to_string();
+    let agent_cmd = ds["spec"]["template"]["spec"]["containers"][0]["command"][0].as_str().unwrap().to_string();
+    let init = &ds["spec"]["template"]["spec"]["initContainers"][0]["command"];
+    let init_shell = init[0].as_str().unwrap().to_string();
+    let init_script = init[2].as_str().unwrap();
+    let cni = init_script.split_whitespace().nth(1).unwrap().to_string();
+    let version = serde_yaml::from_str::<Value>(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
+        .unwrap()["appVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for (name, want) in [
+        ("ocelot-operator", vec![(op_cmd.clone(), "ocelot-operator")]),
+        (
+            "ocelot-agent",
+            vec![(agent_cmd.clone(), "ocelot-agent"), (cni.clone(), "ocelot-cni")],
+        ),
+    ] {
+        let file = out_dir.join(format!("{name}-{version}.oci.tar"));
+        let layout = tar_files(&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+        let blob = |digest: &str| -> Vec<u8> {
+            let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+            let (data, _) = layout
+                .get(&format!("blobs/sha256/{hex}"))
+                .unwrap_or_else(|| panic!("{name}: blob {digest} missing"));
+            assert_eq!(sha256_hex(data), hex, "{name}: blob {digest} does not match its digest");
+            data.clone()
+        };
+        let oci_layout: Value = serde_json::from_slice(&layout["oci-layout"].0).unwrap();
+        assert_eq!(oci_layout["imageLayoutVersion"], "1.0.0");
+        let index: Value = serde_json::from_slice(&layout["index.json"].0).unwrap();
+        assert_eq!(index["schemaVersion"], 2);
+        let m = &index["manifests"][0];
+        assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        let manifest_bytes = blob(m["digest"].as_str().unwrap());
+        assert_eq!(m["size"], manifest_bytes.len(), "{name}: manifest size");
+        assert_eq!(
+            m["annotations"]["io.containerd.image.name"],
+            format!("ghcr.io/ocelot-net/{name}:{version}"),
+            "{name}: image name must be the chart's default"
+        );
+        let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        let config_bytes = blob(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(manifest["config"]["size"], config_bytes.len());
+        let config: Value = serde_json::from_slice(&config_bytes).unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), config["rootfs"]["diff_ids"].as_array().unwrap().len());
+        let mut files = std::collections::BTreeMap::new();
+        for (l, diff) in layers.iter().zip(config["rootfs"]["diff_ids"].as_array().unwrap()) {
+            assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+            let data = blob(l["digest"].as_str().unwrap());
+            assert_eq!(l["size"], data.len());
+            // Uncompressed layers: the diff id is the layer digest.
+            assert_eq!(diff, &l["digest"], "{name}: diff_id");
+            files.extend(tar_files(&data));
+        }
+        for (path, bin) in want {
+            let (data, mode) = files
+                .get(path.trim_start_matches('/'))
+                .unwrap_or_else(|| panic!("{name}: {path} (run by the chart) not in the image"));
+            assert_eq!(data, &std::fs::read(bins.join(bin)).unwrap(), "{name}: {path} is not {bin}");
+            assert!(mode & 0o111 != 0, "{name}: {path} not executable");
+        }
+        assert_eq!(config["config"]["Entrypoint"][0], want_entry(name, &op_cmd, &agent_cmd));
+        if name == "ocelot-agent" && Path::new("/bin/busybox").exists() {
+            assert!(files.contains_key(init_shell.trim_start_matches('/')), "{init_shell} for install-cni");
+        }
+    }
+}
+
+fn want_entry(name: &str, op: &str, agent: &str) -> String {
+    if name == "ocelot-operator" { op.to_string() } else { agent.to_string() }
+}
