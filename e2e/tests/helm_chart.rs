@@ -657,3 +657,125 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
 fn want_entry(name: &str, op: &str, agent: &str) -> String {
     if name == "ocelot-operator" { op.to_string() } else { agent.to_string() }
 }
+
+/// A kubeconfig for the shared cluster that authenticates with `token` only.
+fn token_kubeconfig(dir: &Path, token: &str) -> std::path::PathBuf {
+    let admin = std::fs::read_to_string(cluster::kubeconfig_path()).unwrap();
+    let field = |k: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(k))
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    };
+    let kc = dir.join("token.kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            field("server: "),
+            field("certificate-authority: ")
+        ),
+    )
+    .unwrap();
+    kc
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_second_field_manager_applies_user_objects_without_conflict_after_the_operator_ran() {
+    // Helm owns the optional defaults (pool, BGPConfiguration, FelixConfiguration), a user the peer.
+    let _release = Release::install(
+        "ssa",
+        &[
+            "--set", "defaults.ipPool.enabled=true",
+            "--set", "defaults.ipPool.name=ssa-pool",
+            "--set", "defaults.ipPool.cidr=198.19.56.0/22",
+            "--set", "defaults.bgpConfiguration.enabled=true",
+            "--set", "defaults.felixConfiguration.enabled=true",
+        ],
+    );
+    let _objects = Objects(vec![
+        ("bgppeers.projectcalico.org", "ssa-peer".to_string(), None),
+        ("ippools.projectcalico.org", "ssa-pool".to_string(), None),
+        ("bgpconfigurations.projectcalico.org", "default".to_string(), None),
+        ("felixconfigurations.projectcalico.org", "default".to_string(), None),
+    ]);
+    let peer = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: ssa-peer\nspec:\n  peerIP: 198.19.15.254\n  asNumber: 64512\n";
+    check(kubectl_stdin(["apply", "--server-side", "--field-manager=user", "-f", "-"], peer), "BGPPeer");
+
+    // The operator, as the chart runs it: its own service account, the chart's roles, leader election
+    // in the release namespace.
+    let dir = scratch();
+    let out = kubectl(["create", "token", "ssa-operator", "-n", NS, "--duration", "10m"]);
+    assert!(out.status.success(), "create token: {}", text(&out));
+    let kc = token_kubeconfig(dir.path(), String::from_utf8_lossy(&out.stdout).trim());
+    let log_path = dir.path().join("operator.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let op = Child(
+        std::process::Command::new(ocelot_e2e::operator::operator_binary())
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--metrics-addr", "127.0.0.1:0", "--leader-election-namespace", NS])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start ocelot-operator"),
+    );
+    let status_of = |kind: &str, name: &str| json(&["get", kind, name])["status"].clone();
+    let start = std::time::Instant::now();
+    let targets = [
+        ("ippools.projectcalico.org", "ssa-pool"),
+        ("bgppeers.projectcalico.org", "ssa-peer"),
+        ("felixconfigurations.projectcalico.org", "default"),
+        ("bgpconfigurations.projectcalico.org", "default"),
+    ];
+    while !targets.iter().all(|(k, n)| status_of(k, n).is_object()) {
+        assert!(
+            start.elapsed() < ocelot_e2e::operator::WAIT,
+            "the operator did not write the objects' status; log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let oplog = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !oplog.contains("forbidden") && !oplog.contains("403"),
+        "the operator needed a permission the chart does not grant:\n{oplog}"
+    );
+    drop(op);
+
+    // A GitOps tool applies the same objects (same values, plus fields the operator would default),
+    // without --force-conflicts: nothing the operator wrote is in its way.
+    let gitops = [
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: ssa-pool\nspec:\n  cidr: 198.19.56.0/22\n  blockSize: 26\n  \
+         natOutgoing: true\n  nodeSelector: all()\n  ipipMode: Never\n  vxlanMode: Never\n  disabled: false\n",
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: ssa-peer\nspec:\n  peerIP: 198.19.15.254\n  asNumber: 64512\n  keepOriginalNextHop: false\n",
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  asNumber: 64512\n  nodeToNodeMeshEnabled: true\n  logSeverityScreen: Info\n  listenPort: 179\n",
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  wireguardEnabled: false\n  wireguardListeningPort: 51820\n",
+    ];
+    for doc in gitops {
+        let out = kubectl_stdin(["apply", "--server-side", "--field-manager=gitops", "-f", "-"], doc);
+        assert!(out.status.success(), "second field manager: {}\n{doc}", text(&out));
+    }
+    for (kind, name) in targets {
+        let o = ocelot_e2e::operator::get_json(kind, name).unwrap();
+        for f in o["metadata"]["managedFields"].as_array().unwrap() {
+            if f["manager"] == "ocelot-operator" {
+                assert_eq!(f["subresource"], "status", "{kind}/{name}: the operator owns non-status fields: {f}");
+            }
+        }
+    }
+}
