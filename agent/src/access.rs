@@ -5,10 +5,34 @@
 //! objects the agent may write (its own node's) is enforced by the chart's admission policy.
 
 pub const API_ACCESS: &[(&str, &str, &str, &[&str], &str)] = &[
-    ("NodeNetworkState", "ocelot.dev", "nodenetworkstates", &["list", "watch"], ""),
-    ("NodeNetworkState", "ocelot.dev", "nodenetworkstates/status", &["patch"], ""),
-    ("IPAMBlock", "projectcalico.org", "ipamblocks", &["get", "list", "watch", "update"], ""),
-    ("IPPool", "projectcalico.org", "ippools", &["list", "watch"], ""),
+    (
+        "NodeNetworkState",
+        "ocelot.dev",
+        "nodenetworkstates",
+        &["list", "watch"],
+        "",
+    ),
+    (
+        "NodeNetworkState",
+        "ocelot.dev",
+        "nodenetworkstates/status",
+        &["patch"],
+        "",
+    ),
+    (
+        "IPAMBlock",
+        "projectcalico.org",
+        "ipamblocks",
+        &["get", "list", "watch", "update"],
+        "",
+    ),
+    (
+        "IPPool",
+        "projectcalico.org",
+        "ippools",
+        &["list", "watch"],
+        "",
+    ),
     ("Node", "projectcalico.org", "nodes", &["list", "watch"], ""),
     ("Namespace", "", "namespaces", &["list", "watch"], ""),
     ("Pod", "", "pods", &["get", "list", "watch"], ""),

@@ -43,7 +43,10 @@ pub fn grants(docs: &[Value], subject: &str, release_ns: &str) -> BTreeSet<Grant
     for d in docs {
         let kind = d["kind"].as_str().unwrap_or("");
         if kind == "ClusterRole" || kind == "Role" {
-            let ns = d["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+            let ns = d["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
             roles.insert((ns, format!("{kind}/{name}")), d);
         }
@@ -60,13 +63,29 @@ pub fn grants(docs: &[Value], subject: &str, release_ns: &str) -> BTreeSet<Grant
         if !bound {
             continue;
         }
-        let ns = b["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = b["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let role_kind = b["roleRef"]["kind"].as_str().unwrap_or("");
-        let role_ns = if role_kind == "ClusterRole" { String::new() } else { ns.clone() };
-        let key = (role_ns, format!("{role_kind}/{}", b["roleRef"]["name"].as_str().unwrap_or("")));
-        let role = roles
-            .get(&key)
-            .unwrap_or_else(|| panic!("{kind} {} refers to a missing {key:?}", b["metadata"]["name"]));
+        let role_ns = if role_kind == "ClusterRole" {
+            String::new()
+        } else {
+            ns.clone()
+        };
+        let key = (
+            role_ns,
+            format!(
+                "{role_kind}/{}",
+                b["roleRef"]["name"].as_str().unwrap_or("")
+            ),
+        );
+        let role = roles.get(&key).unwrap_or_else(|| {
+            panic!(
+                "{kind} {} refers to a missing {key:?}",
+                b["metadata"]["name"]
+            )
+        });
         let scope = match ns.as_str() {
             "" => String::new(),
             n if n == release_ns => "release".to_string(),
@@ -91,7 +110,13 @@ pub fn grants(docs: &[Value], subject: &str, release_ns: &str) -> BTreeSet<Grant
 }
 
 /// A code table row: (Rust type, API group, resource, verbs, namespace).
-pub type AccessRow = (&'static str, &'static str, &'static str, &'static [&'static str], &'static str);
+pub type AccessRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+);
 
 /// The grants a code table asks for.
 pub fn table_grants(table: &[AccessRow]) -> BTreeSet<Grant> {
@@ -142,28 +167,35 @@ pub fn derive_calls(sources: &[(String, String)]) -> BTreeSet<(String, String, S
         // (position, name, type): a call belongs to the nearest binding of its name before it.
         let names: Vec<(usize, &str, &str)> = binding
             .captures_iter(text)
-            .map(|c| (c.get(0).unwrap().start(), c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+            .map(|c| {
+                (
+                    c.get(0).unwrap().start(),
+                    c.get(1).unwrap().as_str(),
+                    c.get(2).unwrap().as_str(),
+                )
+            })
             .collect();
         for c in call.captures_iter(text) {
             let at = c.get(0).unwrap().start();
             let name = c.get(1).unwrap().as_str();
-            let Some((_, _, ty)) = names.iter().rev().find(|(p, n, _)| *p < at && *n == name) else {
+            let Some((_, _, ty)) = names.iter().rev().find(|(p, n, _)| *p < at && *n == name)
+            else {
                 continue;
             };
             let (sub, v) = verb(c.get(2).unwrap().as_str());
             if *ty == "K" {
                 for f in generic_fn.captures_iter(text) {
-                    generic
-                        .entry(f[1].to_string())
-                        .or_default()
-                        .push((sub, v));
+                    generic.entry(f[1].to_string()).or_default().push((sub, v));
                 }
             } else {
                 out.insert((ty.to_string(), sub.to_string(), v.to_string()));
             }
         }
         if text.contains("watcher(") {
-            for c in api_turbofish.captures_iter(text).chain(kind_spawn.captures_iter(text)) {
+            for c in api_turbofish
+                .captures_iter(text)
+                .chain(kind_spawn.captures_iter(text))
+            {
                 if &c[1] != "K" {
                     for v in ["list", "watch"] {
                         out.insert((c[1].to_string(), String::new(), v.to_string()));
@@ -220,10 +252,16 @@ pub fn check_table(calls: &BTreeSet<(String, String, String)>, table: &[AccessRo
     for (ty, sub, v) in calls {
         match row(ty, sub) {
             Some((_, _, _, verbs, _)) if verbs.contains(&v.as_str()) => {}
-            Some((_, _, r, _, _)) => problems.push(format!("code calls {v} on {ty} ({r}), API_ACCESS lacks it")),
+            Some((_, _, r, _, _)) => {
+                problems.push(format!("code calls {v} on {ty} ({r}), API_ACCESS lacks it"))
+            }
             None => problems.push(format!(
                 "code calls {v} on {ty}{}, API_ACCESS has no row for it",
-                if sub.is_empty() { String::new() } else { format!("/{sub}") }
+                if sub.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{sub}")
+                }
             )),
         }
     }
@@ -234,7 +272,9 @@ pub fn check_table(calls: &BTreeSet<(String, String, String)>, table: &[AccessRo
                 || (*v == "create"
                     && calls.contains(&(ty.to_string(), sub.to_string(), "patch".to_string())));
             if !used {
-                problems.push(format!("API_ACCESS grants {v} on {r} ({ty}), no code calls it"));
+                problems.push(format!(
+                    "API_ACCESS grants {v} on {r} ({ty}), no code calls it"
+                ));
             }
         }
     }

@@ -83,15 +83,28 @@ fn lint_strict_passes_with_default_and_full_values() {
     std::fs::write(&file, FULL_VALUES).unwrap();
     let out = helm_local(
         dir.path(),
-        &["lint", "--strict", &chart, "-f", &file.display().to_string()],
+        &[
+            "lint",
+            "--strict",
+            &chart,
+            "-f",
+            &file.display().to_string(),
+        ],
     );
-    assert!(out.status.success(), "helm lint --strict -f full: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "helm lint --strict -f full: {}",
+        text(&out)
+    );
 }
 
 #[test]
 fn chart_version_is_the_workspace_version() {
     let cargo = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
-    let ws = cargo.split("[workspace.package]").nth(1).expect("[workspace.package]");
+    let ws = cargo
+        .split("[workspace.package]")
+        .nth(1)
+        .expect("[workspace.package]");
     let version = ws
         .lines()
         .find_map(|l| l.trim().strip_prefix("version = "))
@@ -144,7 +157,8 @@ fn values_schema_refuses_a_wrong_type_naming_the_field() {
         let msg = text(&out);
         assert!(!out.status.success(), "{values:?} accepted");
         assert!(
-            msg.contains("values don't meet the specifications of the schema") && msg.contains(field),
+            msg.contains("values don't meet the specifications of the schema")
+                && msg.contains(field),
             "{values:?}: the error must name {field}: {msg}"
         );
     }
@@ -218,7 +232,13 @@ fn no_role_has_a_wildcard() {
                 continue;
             }
             for rule in d["rules"].as_array().expect("rules") {
-                for key in ["apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"] {
+                for key in [
+                    "apiGroups",
+                    "resources",
+                    "verbs",
+                    "resourceNames",
+                    "nonResourceURLs",
+                ] {
                     for v in rule[key].as_array().into_iter().flatten() {
                         assert!(
                             !v.as_str().unwrap_or("").contains('*'),
@@ -272,7 +292,8 @@ fn a_new_call_the_table_lacks_is_found() {
     let calls = derive_calls(&[("x.rs".into(), code.into())]);
     let problems = check_table(&calls, ocelot_agent::access::API_ACCESS);
     assert!(
-        problems.iter().any(|p| p.contains("Secret")) && problems.iter().any(|p| p.contains("delete on IPPool")),
+        problems.iter().any(|p| p.contains("Secret"))
+            && problems.iter().any(|p| p.contains("delete on IPPool")),
         "{problems:?}"
     );
 }
@@ -322,7 +343,13 @@ fn release_versions(release: &str) -> Vec<(String, String)> {
                 args.extend(["-n", ns]);
             }
             let o = json(&args);
-            (format!("{kind}/{name}"), o["metadata"]["resourceVersion"].as_str().unwrap().to_string())
+            (
+                format!("{kind}/{name}"),
+                o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
         })
         .collect();
     v.sort();
@@ -340,14 +367,25 @@ fn install_upgrade_noop_upgrade_and_uninstall() {
 
     let upgrade = |set: &str| {
         let out = helm(["upgrade", "inst", &chart, "--namespace", NS, "--set", set]);
-        assert!(out.status.success(), "helm upgrade --set {set}: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "helm upgrade --set {set}: {}",
+            text(&out)
+        );
     };
     upgrade("operator.replicas=3");
     let deploy = json(&["get", "deployment", "inst-operator", "-n", NS]);
-    assert_eq!(deploy["spec"]["replicas"], 3, "upgrade changed the replicas");
+    assert_eq!(
+        deploy["spec"]["replicas"], 3,
+        "upgrade changed the replicas"
+    );
     let before = release_versions("inst");
     upgrade("operator.replicas=3");
-    assert_eq!(before, release_versions("inst"), "a second upgrade with the same values wrote objects");
+    assert_eq!(
+        before,
+        release_versions("inst"),
+        "a second upgrade with the same values wrote objects"
+    );
 
     drop(release);
     let out = kubectl(["get", "deployment", "inst-operator", "-n", NS]);
@@ -363,7 +401,13 @@ struct Objects(Vec<(&'static str, String, Option<&'static str>)>);
 impl Drop for Objects {
     fn drop(&mut self) {
         for (kind, name, ns) in &self.0 {
-            let mut args = vec!["delete", kind, name.as_str(), "--ignore-not-found", "--wait=false"];
+            let mut args = vec![
+                "delete",
+                kind,
+                name.as_str(),
+                "--ignore-not-found",
+                "--wait=false",
+            ];
             if let Some(ns) = ns {
                 args.extend(["-n", ns]);
             }
@@ -374,7 +418,10 @@ impl Drop for Objects {
 
 fn block(name: &str, cidr: &str, node: &str) -> String {
     let nulls = vec!["null"; 64].join(", ");
-    let free = (0..64).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let free = (0..64)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "apiVersion: projectcalico.org/v3\nkind: IPAMBlock\nmetadata:\n  name: {name}\n  labels: {{ocelot.dev/node: {node}}}\n\
          spec:\n  cidr: {cidr}\n  affinity: host:{node}\n  strictAffinity: false\n  allocations: [{nulls}]\n  \
@@ -399,18 +446,30 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
         check(
             kubectl_stdin(
                 ["apply", "--server-side", "-f", "-"],
-                &format!("apiVersion: ocelot.dev/v1alpha1\nkind: NodeNetworkState\nmetadata:\n  name: {node}\nspec: {{node: {node}}}\n"),
+                &format!(
+                    "apiVersion: ocelot.dev/v1alpha1\nkind: NodeNetworkState\nmetadata:\n  name: {node}\nspec: {{node: {node}}}\n"
+                ),
             ),
             "NodeNetworkState",
         );
-        objects.0.push(("nodenetworkstates.ocelot.dev", node.to_string(), None));
+        objects
+            .0
+            .push(("nodenetworkstates.ocelot.dev", node.to_string(), None));
     }
     for (name, cidr, node) in [
         ("vap-198-19-40-0-26", "198.19.40.0/26", "vap-node1"),
         ("vap-198-19-40-64-26", "198.19.40.64/26", "vap-node2"),
     ] {
-        check(kubectl_stdin(["apply", "--server-side", "-f", "-"], &block(name, cidr, node)), "IPAMBlock");
-        objects.0.push(("ipamblocks.projectcalico.org", name.to_string(), None));
+        check(
+            kubectl_stdin(
+                ["apply", "--server-side", "-f", "-"],
+                &block(name, cidr, node),
+            ),
+            "IPAMBlock",
+        );
+        objects
+            .0
+            .push(("ipamblocks.projectcalico.org", name.to_string(), None));
     }
     // The agent's pod on node1 (never runs: no kubelet); the token is bound to it.
     check(
@@ -423,17 +482,32 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
         ),
         "agent Pod",
     );
-    objects.0.push(("pod", "vap-agent-node1".to_string(), Some(NS)));
+    objects
+        .0
+        .push(("pod", "vap-agent-node1".to_string(), Some(NS)));
     let out = kubectl([
-        "create", "token", "vap-agent", "-n", NS, "--bound-object-kind", "Pod", "--bound-object-name",
-        "vap-agent-node1", "--duration", "10m",
+        "create",
+        "token",
+        "vap-agent",
+        "-n",
+        NS,
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "vap-agent-node1",
+        "--duration",
+        "10m",
     ]);
     assert!(out.status.success(), "create token: {}", text(&out));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
     // A kubeconfig with only that token.
     let admin = std::fs::read_to_string(cl.kubeconfig_path()).unwrap();
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
     let ca = admin
         .lines()
         .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
@@ -452,7 +526,11 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
     .unwrap();
     let as_agent = |args: &[&str], stdin: Option<&str>| {
         let mut cmd = std::process::Command::new(cluster::binary("kubectl").unwrap());
-        cmd.arg("--kubeconfig").arg(&kc).arg("--cache-dir").arg(dir.path().join("cache")).args(args);
+        cmd.arg("--kubeconfig")
+            .arg(&kc)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(args);
         ocelot_e2e::proc::run_output(&mut cmd, stdin.map(str::as_bytes), cluster::COMMAND_TIMEOUT)
     };
 
@@ -469,24 +547,42 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
     // As the agent writes it: server-side apply of the status subresource (no GET first).
     let status_apply = |node: &str| {
         as_agent(
-            &["apply", "--server-side", "--subresource=status", "--field-manager=ocelot-agent", "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--subresource=status",
+                "--field-manager=ocelot-agent",
+                "-f",
+                "-",
+            ],
             Some(&format!(
                 "apiVersion: ocelot.dev/v1alpha1\nkind: NodeNetworkState\nmetadata:\n  name: {node}\nstatus:\n  appliedHash: h1\n"
             )),
         )
     };
     let allowed = status_apply("vap-node1");
-    assert!(allowed.status.success(), "own NodeNetworkState status refused: {}", text(&allowed));
+    assert!(
+        allowed.status.success(),
+        "own NodeNetworkState status refused: {}",
+        text(&allowed)
+    );
 
     // Its own block: a replace (the agent's update verb) keeping the affinity.
     let mut own: Value = json(&["get", "ipamblocks.projectcalico.org", "vap-198-19-40-0-26"]);
     own["spec"]["sequenceNumber"] = serde_json::json!(1);
     let r = as_agent(&["replace", "-f", "-"], Some(&own.to_string()));
-    assert!(r.status.success(), "own IPAMBlock update refused: {}", text(&r));
+    assert!(
+        r.status.success(),
+        "own IPAMBlock update refused: {}",
+        text(&r)
+    );
 
     let refused = |what: &str, out: std::process::Output, by_policy: bool| {
         let msg = text(&out);
-        assert!(!out.status.success(), "{what} allowed for node1's agent: {msg}");
+        assert!(
+            !out.status.success(),
+            "{what} allowed for node1's agent: {msg}"
+        );
         if by_policy {
             assert!(
                 msg.contains("ocelot agent on node vap-node1 may only write its own node objects"),
@@ -504,28 +600,57 @@ fn the_agents_token_writes_only_its_own_nodes_objects() {
     refused(
         "node1's NodeNetworkState spec",
         as_agent(
-            &["apply", "--server-side", "--field-manager=ocelot-agent", "-f", "-"],
-            Some("apiVersion: ocelot.dev/v1alpha1\nkind: NodeNetworkState\nmetadata:\n  name: vap-node1\nspec:\n  node: vap-node1\n  mtu: 1400\n"),
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=ocelot-agent",
+                "-f",
+                "-",
+            ],
+            Some(
+                "apiVersion: ocelot.dev/v1alpha1\nkind: NodeNetworkState\nmetadata:\n  name: vap-node1\nspec:\n  node: vap-node1\n  mtu: 1400\n",
+            ),
         ),
         false,
     );
     let mut other: Value = json(&["get", "ipamblocks.projectcalico.org", "vap-198-19-40-64-26"]);
     other["spec"]["sequenceNumber"] = serde_json::json!(1);
-    refused("node2's IPAMBlock", as_agent(&["replace", "-f", "-"], Some(&other.to_string())), true);
+    refused(
+        "node2's IPAMBlock",
+        as_agent(&["replace", "-f", "-"], Some(&other.to_string())),
+        true,
+    );
     // Taking node2's block over (affinity to node1) is refused too: the old affinity counts.
     other["spec"]["affinity"] = serde_json::json!("host:vap-node1");
-    refused("node2's IPAMBlock taken over", as_agent(&["replace", "-f", "-"], Some(&other.to_string())), true);
+    refused(
+        "node2's IPAMBlock taken over",
+        as_agent(&["replace", "-f", "-"], Some(&other.to_string())),
+        true,
+    );
     refused(
         "an IPPool",
         as_agent(
             &["create", "-f", "-"],
-            Some("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: vap-pool\nspec:\n  cidr: 198.19.48.0/24\n"),
+            Some(
+                "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: vap-pool\nspec:\n  cidr: 198.19.48.0/24\n",
+            ),
         ),
         false,
     );
     refused(
         "a Secret",
-        as_agent(&["create", "secret", "generic", "vap-secret", "-n", NS, "--from-literal=a=b"], None),
+        as_agent(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "vap-secret",
+                "-n",
+                NS,
+                "--from-literal=a=b",
+            ],
+            None,
+        ),
         false,
     );
 }
@@ -545,7 +670,12 @@ fn tar_files(bytes: &[u8]) -> std::collections::BTreeMap<String, (Vec<u8>, u32)>
     let mut a = tar::Archive::new(bytes);
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
-        let path = e.path().unwrap().to_string_lossy().trim_start_matches("./").to_string();
+        let path = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         let mode = e.header().mode().unwrap();
         let mut data = Vec::new();
         if let Some(target) = e.link_name().unwrap() {
@@ -573,7 +703,12 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
     let out_dir = dir.path().join("out");
     let out = std::process::Command::new("bash")
         .arg(repo_root().join("scripts/images.sh"))
-        .args(["--bin-dir", &bins.display().to_string(), "--out", &out_dir.display().to_string()])
+        .args([
+            "--bin-dir",
+            &bins.display().to_string(),
+            "--out",
+            &out_dir.display().to_string(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "scripts/images.sh: {}", text(&out));
@@ -583,14 +718,22 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
     let find = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap().clone();
     let deploy = find("Deployment");
     let ds = find("DaemonSet");
-    let op_cmd = deploy["spec"]["template"]["spec"]["containers"][0]["command"][0].as_str().unwrap().to_string();
-    let agent_cmd = ds["spec"]["template"]["spec"]["containers"][0]["command"][0].as_str().unwrap().to_string();
+    let op_cmd = deploy["spec"]["template"]["spec"]["containers"][0]["command"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent_cmd = ds["spec"]["template"]["spec"]["containers"][0]["command"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     let init = &ds["spec"]["template"]["spec"]["initContainers"][0]["command"];
     let init_shell = init[0].as_str().unwrap().to_string();
     let init_script = init[2].as_str().unwrap();
     let cni = init_script.split_whitespace().nth(1).unwrap().to_string();
-    let version = serde_yaml::from_str::<Value>(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap())
-        .unwrap()["appVersion"]
+    let version = serde_yaml::from_str::<Value>(
+        &std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap(),
+    )
+    .unwrap()["appVersion"]
         .as_str()
         .unwrap()
         .to_string();
@@ -599,17 +742,25 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
         ("ocelot-operator", vec![(op_cmd.clone(), "ocelot-operator")]),
         (
             "ocelot-agent",
-            vec![(agent_cmd.clone(), "ocelot-agent"), (cni.clone(), "ocelot-cni")],
+            vec![
+                (agent_cmd.clone(), "ocelot-agent"),
+                (cni.clone(), "ocelot-cni"),
+            ],
         ),
     ] {
         let file = out_dir.join(format!("{name}-{version}.oci.tar"));
-        let layout = tar_files(&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
+        let layout =
+            tar_files(&std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())));
         let blob = |digest: &str| -> Vec<u8> {
             let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
             let (data, _) = layout
                 .get(&format!("blobs/sha256/{hex}"))
                 .unwrap_or_else(|| panic!("{name}: blob {digest} missing"));
-            assert_eq!(sha256_hex(data), hex, "{name}: blob {digest} does not match its digest");
+            assert_eq!(
+                sha256_hex(data),
+                hex,
+                "{name}: blob {digest} does not match its digest"
+            );
             data.clone()
         };
         let oci_layout: Value = serde_json::from_slice(&layout["oci-layout"].0).unwrap();
@@ -630,9 +781,15 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
         assert_eq!(manifest["config"]["size"], config_bytes.len());
         let config: Value = serde_json::from_slice(&config_bytes).unwrap();
         let layers = manifest["layers"].as_array().unwrap();
-        assert_eq!(layers.len(), config["rootfs"]["diff_ids"].as_array().unwrap().len());
+        assert_eq!(
+            layers.len(),
+            config["rootfs"]["diff_ids"].as_array().unwrap().len()
+        );
         let mut files = std::collections::BTreeMap::new();
-        for (l, diff) in layers.iter().zip(config["rootfs"]["diff_ids"].as_array().unwrap()) {
+        for (l, diff) in layers
+            .iter()
+            .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+        {
             assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar");
             let data = blob(l["digest"].as_str().unwrap());
             assert_eq!(l["size"], data.len());
@@ -644,18 +801,32 @@ fn image_tarballs_are_oci_layouts_with_the_binaries_at_the_charts_paths() {
             let (data, mode) = files
                 .get(path.trim_start_matches('/'))
                 .unwrap_or_else(|| panic!("{name}: {path} (run by the chart) not in the image"));
-            assert_eq!(data, &std::fs::read(bins.join(bin)).unwrap(), "{name}: {path} is not {bin}");
+            assert_eq!(
+                data,
+                &std::fs::read(bins.join(bin)).unwrap(),
+                "{name}: {path} is not {bin}"
+            );
             assert!(mode & 0o111 != 0, "{name}: {path} not executable");
         }
-        assert_eq!(config["config"]["Entrypoint"][0], want_entry(name, &op_cmd, &agent_cmd));
+        assert_eq!(
+            config["config"]["Entrypoint"][0],
+            want_entry(name, &op_cmd, &agent_cmd)
+        );
         if name == "ocelot-agent" && Path::new("/bin/busybox").exists() {
-            assert!(files.contains_key(init_shell.trim_start_matches('/')), "{init_shell} for install-cni");
+            assert!(
+                files.contains_key(init_shell.trim_start_matches('/')),
+                "{init_shell} for install-cni"
+            );
         }
     }
 }
 
 fn want_entry(name: &str, op: &str, agent: &str) -> String {
-    if name == "ocelot-operator" { op.to_string() } else { agent.to_string() }
+    if name == "ocelot-operator" {
+        op.to_string()
+    } else {
+        agent.to_string()
+    }
 }
 
 /// A kubeconfig for the shared cluster that authenticates with `token` only.
@@ -699,26 +870,53 @@ fn a_second_field_manager_applies_user_objects_without_conflict_after_the_operat
     let _release = Release::install(
         "ssa",
         &[
-            "--set", "defaults.ipPool.enabled=true",
-            "--set", "defaults.ipPool.name=ssa-pool",
-            "--set", "defaults.ipPool.cidr=198.19.56.0/22",
-            "--set", "defaults.bgpConfiguration.enabled=true",
-            "--set", "defaults.felixConfiguration.enabled=true",
+            "--set",
+            "defaults.ipPool.enabled=true",
+            "--set",
+            "defaults.ipPool.name=ssa-pool",
+            "--set",
+            "defaults.ipPool.cidr=198.19.56.0/22",
+            "--set",
+            "defaults.bgpConfiguration.enabled=true",
+            "--set",
+            "defaults.felixConfiguration.enabled=true",
         ],
     );
     let _objects = Objects(vec![
         ("bgppeers.projectcalico.org", "ssa-peer".to_string(), None),
         ("ippools.projectcalico.org", "ssa-pool".to_string(), None),
-        ("bgpconfigurations.projectcalico.org", "default".to_string(), None),
-        ("felixconfigurations.projectcalico.org", "default".to_string(), None),
+        (
+            "bgpconfigurations.projectcalico.org",
+            "default".to_string(),
+            None,
+        ),
+        (
+            "felixconfigurations.projectcalico.org",
+            "default".to_string(),
+            None,
+        ),
     ]);
     let peer = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: ssa-peer\nspec:\n  peerIP: 198.19.15.254\n  asNumber: 64512\n";
-    check(kubectl_stdin(["apply", "--server-side", "--field-manager=user", "-f", "-"], peer), "BGPPeer");
+    check(
+        kubectl_stdin(
+            ["apply", "--server-side", "--field-manager=user", "-f", "-"],
+            peer,
+        ),
+        "BGPPeer",
+    );
 
     // The operator, as the chart runs it: its own service account, the chart's roles, leader election
     // in the release namespace.
     let dir = scratch();
-    let out = kubectl(["create", "token", "ssa-operator", "-n", NS, "--duration", "10m"]);
+    let out = kubectl([
+        "create",
+        "token",
+        "ssa-operator",
+        "-n",
+        NS,
+        "--duration",
+        "10m",
+    ]);
     assert!(out.status.success(), "create token: {}", text(&out));
     let kc = token_kubeconfig(dir.path(), String::from_utf8_lossy(&out.stdout).trim());
     let log_path = dir.path().join("operator.log");
@@ -727,7 +925,12 @@ fn a_second_field_manager_applies_user_objects_without_conflict_after_the_operat
         std::process::Command::new(ocelot_e2e::operator::operator_binary())
             .arg("--kubeconfig")
             .arg(&kc)
-            .args(["--metrics-addr", "127.0.0.1:0", "--leader-election-namespace", NS])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--leader-election-namespace",
+                NS,
+            ])
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -752,7 +955,7 @@ fn a_second_field_manager_applies_user_objects_without_conflict_after_the_operat
     }
     let oplog = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
-        !oplog.contains("forbidden") && !oplog.contains("403"),
+        !oplog.to_lowercase().contains("forbidden"),
         "the operator needed a permission the chart does not grant:\n{oplog}"
     );
     drop(op);
@@ -767,14 +970,30 @@ fn a_second_field_manager_applies_user_objects_without_conflict_after_the_operat
         "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  wireguardEnabled: false\n  wireguardListeningPort: 51820\n",
     ];
     for doc in gitops {
-        let out = kubectl_stdin(["apply", "--server-side", "--field-manager=gitops", "-f", "-"], doc);
-        assert!(out.status.success(), "second field manager: {}\n{doc}", text(&out));
+        let out = kubectl_stdin(
+            [
+                "apply",
+                "--server-side",
+                "--field-manager=gitops",
+                "-f",
+                "-",
+            ],
+            doc,
+        );
+        assert!(
+            out.status.success(),
+            "second field manager: {}\n{doc}",
+            text(&out)
+        );
     }
     for (kind, name) in targets {
         let o = ocelot_e2e::operator::get_json(kind, name).unwrap();
         for f in o["metadata"]["managedFields"].as_array().unwrap() {
             if f["manager"] == "ocelot-operator" {
-                assert_eq!(f["subresource"], "status", "{kind}/{name}: the operator owns non-status fields: {f}");
+                assert_eq!(
+                    f["subresource"], "status",
+                    "{kind}/{name}: the operator owns non-status fields: {f}"
+                );
             }
         }
     }
