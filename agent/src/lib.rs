@@ -1,4 +1,5 @@
 //! Ocelot agent library: the node-side layers the `ocelot-agent` binary runs.
+pub mod access;
 pub mod agent;
 pub mod bgp;
 pub mod bird;

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod daemon;
+pub mod helm;
 pub mod kubelab;
 pub mod lab;
 pub mod operator;

@@ -1,6 +1,7 @@
 //! `ocelot-operator`: watches the Calico-compatible objects, feeds them into the core's cluster
 //! index and writes each node's NodeNetworkState spec. Decisions live in the `ocelot` crate; this
 //! binary only moves events in and results out.
+mod access;
 mod apply;
 mod blocks;
 mod ctx;
