@@ -44,6 +44,9 @@ pub enum RouteKind {
     Link { dev: String },
     /// `blackhole`: the node's own blocks, so addresses not (yet) in use go nowhere.
     Blackhole,
+    /// `throw`: leave this table, so the next rule's table decides (the WireGuard table's routes
+    /// for destinations that must not enter the tunnel).
+    Throw,
     /// Anything else the kernel holds (local, unreachable, multipath, extra attributes, ...),
     /// described for logs. Never desired; kept only so its slot and owner are known.
     Other(String),
@@ -190,6 +193,7 @@ impl std::fmt::Display for Route {
             RouteKind::Via { gateway, dev } => write!(f, "{} via {gateway} dev {dev}", self.dst)?,
             RouteKind::Link { dev } => write!(f, "{} dev {dev} scope link", self.dst)?,
             RouteKind::Blackhole => write!(f, "blackhole {}", self.dst)?,
+            RouteKind::Throw => write!(f, "throw {}", self.dst)?,
             RouteKind::Other(what) => write!(f, "{} ({what})", self.dst)?,
         }
         write!(

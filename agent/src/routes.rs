@@ -318,7 +318,7 @@ impl Socket {
                 None if op == Op::Delete => return Ok(Written::AlreadyGone),
                 None => return Err(Error::NoSuchDevice(dev.clone())),
             },
-            RouteKind::Blackhole | RouteKind::Other(_) => None,
+            RouteKind::Blackhole | RouteKind::Throw | RouteKind::Other(_) => None,
         };
         match op {
             Op::Add => {
@@ -372,6 +372,7 @@ fn to_message(route: &Route, dev: Option<u32>) -> Result<RouteMessage, Error> {
             b.output_interface(index).scope(RouteScope::Link).build()
         }
         (RouteKind::Blackhole, _) => b.kind(RouteType::BlackHole).build(),
+        (RouteKind::Throw, _) => b.kind(RouteType::Throw).build(),
         _ => return Err(Error::NotWritable(route.to_string())),
     };
     Ok(msg)
@@ -428,6 +429,7 @@ fn from_message(msg: &RouteMessage, links: &HashMap<u32, String>) -> Option<Rout
         }
         (RouteType::Unicast, RouteScope::Link, None, Some(dev)) => RouteKind::Link { dev },
         (RouteType::BlackHole, _, None, None) => RouteKind::Blackhole,
+        (RouteType::Throw, _, None, None) => RouteKind::Throw,
         (kind, scope, _, _) => RouteKind::Other(format!("{kind:?} scope {scope:?}")),
     };
     Some(Route {
@@ -464,6 +466,10 @@ mod tests {
                 "ens4",
             ),
         ];
+        let mut throw = Route::blackhole("10.2.0.0/26".parse().unwrap());
+        throw.kind = RouteKind::Throw;
+        throw.table = 1;
+        routes.push(throw);
         let mut far = routes[0].clone();
         far.table = 1000;
         far.metric = 5;

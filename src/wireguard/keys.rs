@@ -21,6 +21,28 @@ pub enum KeyError {
     /// The string decodes, but not to 32 bytes.
     #[error("WireGuard key decodes to {0} bytes, want 32 (44 base64 characters ending in '=')")]
     WrongLength(usize),
+    /// The string is not 64 hex digits (the userspace API's form).
+    #[error("WireGuard key is not 64 hex digits (got {0} characters)")]
+    NotHex(usize),
+}
+
+/// Lowercase hex, the form of WireGuard's userspace API.
+fn to_hex(bytes: &[u8; KEY_LEN]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Result<[u8; KEY_LEN], KeyError> {
+    if s.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if s.len() != KEY_LEN * 2 || !s.is_ascii() {
+        return Err(KeyError::NotHex(s.len()));
+    }
+    let mut out = [0u8; KEY_LEN];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| KeyError::NotHex(s.len()))?;
+    }
+    Ok(out)
 }
 
 fn decode(s: &str) -> Result<[u8; KEY_LEN], KeyError> {
@@ -73,6 +95,11 @@ impl PrivateKey {
         decode(s).map(PrivateKey)
     }
 
+    /// The hex form of WireGuard's userspace API (`private_key=`).
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
     /// The matching public key (what `wg pubkey` prints).
     pub fn public_key(&self) -> PublicKey {
         PublicKey(DalekPublic::from(&StaticSecret::from(self.0)).to_bytes())
@@ -115,6 +142,16 @@ impl PublicKey {
     /// Parses the base64 form Calico publishes (no surrounding whitespace).
     pub fn from_base64(s: &str) -> Result<Self, KeyError> {
         decode(s).map(PublicKey)
+    }
+
+    /// The hex form of WireGuard's userspace API (`public_key=`).
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    /// Parses the userspace API's hex form.
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        from_hex(s).map(PublicKey)
     }
 
     /// All-zero: what a fresh device reports before it has a key; never a usable peer key.

@@ -11,6 +11,7 @@ use super::keys::{KeyError, PublicKey};
 use crate::api::Node;
 use crate::api::nodestate::DataplaneSettings;
 use crate::desired::felix::DEFAULTS;
+use crate::routes::{Route, RouteKind};
 
 /// What the plan needs from one Calico Node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,15 @@ impl WireguardNode {
                 .and_then(ip),
         })
     }
+}
+
+/// The blocks a Calico Node publishes (`status.podCIDRs`), for [`plan_wireguard`]'s `blocks`;
+/// unparsable entries are skipped (the operator writes them).
+pub fn published_blocks(node: &Node) -> Vec<Ipv4Net> {
+    node.status
+        .as_ref()
+        .map(|s| s.pod_cidrs.iter().filter_map(|c| c.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// One WireGuard peer of this node.
@@ -155,6 +165,27 @@ pub struct WireguardPlan {
     pub table_routes: Vec<TableRoute>,
     /// Other nodes that are not peers, by node name.
     pub skipped: Vec<SkippedNode>,
+}
+
+impl WireguardPlan {
+    /// The WireGuard table's routes as kernel routes: `dev <interface> scope link` into the
+    /// tunnel, `throw` out of the table. Empty when WireGuard is off.
+    pub fn routes(&self) -> Vec<Route> {
+        self.table_routes
+            .iter()
+            .map(|r| {
+                let mut route = Route::blackhole(r.cidr);
+                route.kind = match r.action {
+                    RouteAction::Dev => RouteKind::Link {
+                        dev: self.interface_name.clone(),
+                    },
+                    RouteAction::Throw => RouteKind::Throw,
+                };
+                route.table = self.rule.table;
+                route
+            })
+            .collect()
+    }
 }
 
 /// Computes the WireGuard plan of node `me`.

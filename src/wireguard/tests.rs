@@ -433,3 +433,37 @@ fn peer_borrowed_addresses_are_in_its_allowed_ips_and_routes() {
             .contains(&route("198.19.22.140/32", RouteAction::Throw))
     );
 }
+
+#[test]
+fn table_routes_become_kernel_routes_in_the_wireguard_table() {
+    let mut nodes = seed_nodes();
+    nodes[2].public_key = None; // control: no key yet, so its block is thrown back to main
+    let plan = plan_wireguard("node1", &enabled(), &nodes, &seed_blocks(), &no_borrowed());
+    let shown: Vec<String> = plan.routes().iter().map(|r| r.to_string()).collect();
+    let own = crate::routes::OCELOT_PROTOCOL;
+    assert_eq!(
+        shown,
+        [
+            format!("throw 198.19.21.0/26 table 1 metric 0 proto {own}"),
+            format!("198.19.21.64/26 dev wireguard.cali scope link table 1 metric 0 proto {own}"),
+        ]
+    );
+    let off = plan_wireguard(
+        "node1",
+        &DataplaneSettings::default(),
+        &nodes,
+        &seed_blocks(),
+        &no_borrowed(),
+    );
+    assert!(off.routes().is_empty());
+}
+
+#[test]
+fn published_blocks_come_from_the_calico_node_status() {
+    let n: Node = serde_yaml::from_str(
+        "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: node2\nspec: {}\n\
+         status:\n  podCIDRs: [198.19.21.64/26, nonsense]\n",
+    )
+    .unwrap();
+    assert_eq!(published_blocks(&n), vec![net("198.19.21.64/26")]);
+}
