@@ -62,6 +62,8 @@ pub enum Msg {
     },
     /// What BIRD runs and its sessions, when that changed.
     Bgp(crate::bird::BgpReport),
+    /// What the WireGuard worker did, when that changed.
+    Wireguard(crate::wireguard::WgReport),
 }
 
 /// Fixed settings.
@@ -105,6 +107,7 @@ pub struct Agent {
     pub last_status: Option<NodeNetworkStateStatus>,
     pub metrics: Metrics,
     pub bgp: crate::bgp::BgpState,
+    pub wg: crate::wg_state::WgState,
 }
 
 impl Agent {
@@ -115,6 +118,7 @@ impl Agent {
         netlink: RouteNetlink,
         metrics: Metrics,
         bgp: crate::bgp::BgpState,
+        wg: crate::wg_state::WgState,
     ) -> Agent {
         Agent {
             writer: BlockWriter::new(Api::all(client.clone())),
@@ -134,6 +138,7 @@ impl Agent {
             last_status: None,
             metrics,
             bgp,
+            wg,
         }
     }
 
@@ -199,6 +204,10 @@ impl Agent {
             } => self.on_add_done(handle, call, result),
             Msg::DelDone { handle, call } => self.on_del_done(handle, call),
             Msg::Bgp(report) => self.bgp.report = Some(report),
+            Msg::Wireguard(report) => {
+                self.metrics.wireguard_peers.set(report.peers as i64);
+                self.wg.report = Some(report);
+            }
         }
     }
 
@@ -218,11 +227,13 @@ impl Agent {
         }
         self.expire_waiting();
         self.sync_bgp();
+        self.sync_wireguard();
         crate::status::write_if_changed(self).await;
     }
 
     fn on_node_state(&mut self, c: Change<NodeNetworkState>) {
         self.bgp.dirty = true;
+        self.wg.dirty = true;
         match c {
             Change::Apply(n) => self.nns = Some(n),
             Change::Delete(_) => self.nns = None,
@@ -345,6 +356,7 @@ impl Agent {
     }
 
     fn on_calico_node(&mut self, c: Change<Node>) {
+        self.wg.dirty = true;
         match c {
             Change::Apply(n) => {
                 self.bgp.upsert_node(&n);

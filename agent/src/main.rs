@@ -12,7 +12,8 @@ use ocelot_agent::agent::{Agent, Settings};
 use ocelot_agent::bgp::BgpState;
 use ocelot_agent::metrics::Metrics;
 use ocelot_agent::netns::NodeNetns;
-use ocelot_agent::{bird, install, server, watch, wireguard_key};
+use ocelot_agent::wg_state::WgState;
+use ocelot_agent::{bird, boringtun, install, server, watch, wireguard, wireguard_key};
 
 /// Ocelot node agent.
 #[derive(Parser, Debug)]
@@ -58,6 +59,9 @@ struct Args {
     /// WireGuard private key file (created with mode 0600 if absent; never leaves the node).
     #[arg(long, env = "OCELOT_WIREGUARD_KEY_FILE", default_value = wireguard_key::DEFAULT_KEY_PATH)]
     wireguard_key_file: PathBuf,
+    /// The userspace WireGuard program (boringtun-cli 0.7), run in the node's namespace.
+    #[arg(long, env = "OCELOT_BORINGTUN", default_value = "boringtun-cli")]
+    boringtun: PathBuf,
 }
 
 #[tokio::main]
@@ -114,7 +118,20 @@ async fn run(args: Args) -> Result<()> {
     let (desired, desired_rx) = tokio::sync::watch::channel(bird::Desired::Unknown);
     let bgp = BgpState::new(desired, Some(paths.log.display().to_string()));
     bird::start(paths, settings.netns.clone(), desired_rx, tx.clone());
-    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics, bgp);
+    let (wg_desired, wg_rx) = tokio::sync::watch::channel(wireguard::WgDesired::Unknown);
+    let wg = WgState::new(wg_desired, args.wireguard_key_file.clone());
+    let userspace = boringtun::Userspace::in_dir(
+        &args.state_dir,
+        args.boringtun.clone(),
+        settings.netns.clone(),
+    );
+    wireguard::start(
+        userspace,
+        settings.netns.route_netlink()?,
+        wg_rx,
+        tx.clone(),
+    );
+    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics, bgp, wg);
     let socket_task = tokio::spawn(server::serve(listener, tx));
     tracing::info!(node = %args.node_name, socket = %args.socket.display(), "ocelot-agent started");
     tokio::select! {

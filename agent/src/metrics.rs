@@ -6,6 +6,7 @@ use ocelot::cni::Command;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,7 @@ pub struct Metrics {
     pub add_seconds: Histogram,
     pub ipam_writes: Counter,
     pub status_writes: Counter,
+    pub wireguard_peers: Gauge,
     /// Why the agent is not ready, or None.
     pub not_ready: Arc<Mutex<Option<String>>>,
 }
@@ -31,6 +33,7 @@ impl Metrics {
         let add_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
         let ipam_writes = Counter::default();
         let status_writes = Counter::default();
+        let wireguard_peers = Gauge::default();
         registry.register(
             "cni_requests",
             "CNI calls answered, by verb and result",
@@ -51,12 +54,18 @@ impl Metrics {
             "NodeNetworkState status writes",
             status_writes.clone(),
         );
+        registry.register(
+            "wireguard_peers",
+            "WireGuard peers programmed on the node's device",
+            wireguard_peers.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             cni_requests,
             add_seconds,
             ipam_writes,
             status_writes,
+            wireguard_peers,
             not_ready: Arc::new(Mutex::new(Some("starting".into()))),
         }
     }

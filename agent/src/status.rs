@@ -67,8 +67,9 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         now,
     );
     let (bgp, bgp_applied) = bgp_condition(agent, generation, now);
+    let (wireguard, wg_applied) = crate::wg_state::wireguard_condition(agent, generation, now);
     // Ready means the spec is applied; a peer that does not answer is BGP's own condition.
-    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True") && bgp_applied;
+    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True") && bgp_applied && wg_applied;
     let ready = if all_ok {
         condition(
             "Ready",
@@ -88,7 +89,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
             now,
         )
     };
-    let mut conditions = vec![ipam, routes, bgp, ready];
+    let mut conditions = vec![ipam, routes, bgp, wireguard, ready];
     if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
         keep_transition_times(&mut conditions, &old.conditions);
     }
@@ -96,10 +97,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         observed_generation: generation,
         applied_hash: Some(nns.spec.hash.clone()),
         conditions,
-        wireguard_public_key: nns
-            .status
-            .as_ref()
-            .and_then(|s| s.wireguard_public_key.clone()),
+        wireguard_public_key: agent.wg.report.as_ref().and_then(|r| r.public_key.clone()),
         bgp_peers: agent
             .bgp
             .report
