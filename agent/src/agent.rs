@@ -105,6 +105,7 @@ pub struct Agent {
     pub last_status: Option<NodeNetworkStateStatus>,
     pub metrics: Metrics,
     pub bgp: crate::bgp::BgpState,
+    pub nat: crate::nat::NatState,
 }
 
 impl Agent {
@@ -134,6 +135,7 @@ impl Agent {
             last_status: None,
             metrics,
             bgp,
+            nat: crate::nat::NatState::default(),
         }
     }
 
@@ -218,6 +220,8 @@ impl Agent {
         }
         self.expire_waiting();
         self.sync_bgp();
+        let spec = self.nns.as_ref().map(|n| &n.spec);
+        self.nat.sync(&self.settings.netns, spec).await;
         crate::status::write_if_changed(self).await;
     }
 
