@@ -67,22 +67,25 @@ fn nft(node: &Netns, args: &[&str]) -> String {
     node.exec_ok(all).unwrap()
 }
 
-fn nat_condition(node: &str) -> Result<Value, String> {
+/// Condition `type_` of `node`'s NodeNetworkState status.
+fn condition(node: &str, type_: &str) -> Result<Value, String> {
     let v = get_json("nodenetworkstates.ocelot.dev", node)?;
     v["status"]["conditions"]
         .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "NAT"))
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
         .cloned()
         .ok_or_else(|| v["status"].to_string())
 }
 
-fn ready(node: &str) -> Result<Value, String> {
-    let v = get_json("nodenetworkstates.ocelot.dev", node)?;
-    v["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .ok_or_else(|| v["status"].to_string())
+/// Waits until `node`'s condition `type_` has `key` = `want`; returns the condition.
+fn wait_condition(s: &mut AgentLab, node: &str, type_: &str, key: &str, want: &str) -> Value {
+    s.op.wait(
+        &format!("{node}'s {type_} {key} {want}"),
+        || match condition(node, type_)? {
+            c if c[key] == want => Ok(c),
+            c => Err(c.to_string()),
+        },
+    )
 }
 
 fn patch_nat(on: bool) {
@@ -113,21 +116,14 @@ fn pods_leave_the_pools_with_the_nodes_address_and_keep_theirs_between_pods() {
     }
     assert_eq!(nft(&node1, &["list", "table", "ip", "foreign"]), FOREIGN);
     patch_nat(true);
-    let cond =
-        s.op.wait("node1's NAT Programmed", || match nat_condition("node1")? {
-            c if c["reason"] == "Programmed" => Ok(c),
-            c => Err(c.to_string()),
-        });
+    let cond = wait_condition(&mut s, "node1", "NAT", "reason", "Programmed");
     assert_eq!(cond["status"], "True", "{cond}");
     assert_eq!(
         cond["message"],
         "table ip ocelot-nat masquerades 198.19.16.0/21 to destinations outside 198.19.16.0/21",
         "{cond}"
     );
-    s.op.wait("node1 Ready", || match ready("node1")? {
-        c if c["status"] == "True" => Ok(()),
-        c => Err(c.to_string()),
-    });
+    wait_condition(&mut s, "node1", "Ready", "status", "True");
     let table = nft(&node1, &["list", "table", "ip", "ocelot-nat"]);
     assert!(
         table.contains("ip saddr @masq-pools ip daddr != @all-pools masquerade fully-random"),
@@ -189,11 +185,7 @@ fn pods_leave_the_pools_with_the_nodes_address_and_keep_theirs_between_pods() {
 
     // natOutgoing off: the table is gone, the foreign one stays, host1 sees the pod.
     patch_nat(false);
-    let cond =
-        s.op.wait("node1's NAT NotNeeded", || match nat_condition("node1")? {
-            c if c["reason"] == "NotNeeded" => Ok(c),
-            c => Err(c.to_string()),
-        });
+    let cond = wait_condition(&mut s, "node1", "NAT", "reason", "NotNeeded");
     assert_eq!(cond["status"], "True", "{cond}");
     let tables = nft(&node1, &["list", "tables"]);
     assert_eq!(tables.trim(), "table ip foreign", "{tables}");
@@ -201,10 +193,7 @@ fn pods_leave_the_pools_with_the_nodes_address_and_keep_theirs_between_pods() {
     assert_eq!(seen, a, "without natOutgoing host1 saw {seen}");
     assert_eq!(nft(&node1, &["list", "table", "ip", "foreign"]), FOREIGN);
     // node2 removed its table as well.
-    s.op.wait("node2's NAT NotNeeded", || match nat_condition("node2")? {
-        c if c["reason"] == "NotNeeded" => Ok(()),
-        c => Err(c.to_string()),
-    });
+    wait_condition(&mut s, "node2", "NAT", "reason", "NotNeeded");
     let tables2 = nft(s.lab.node("node2"), &["list", "tables"]);
     assert!(tables2.trim().is_empty(), "{tables2}");
 }
