@@ -39,6 +39,8 @@ pub enum NatOutcome {
 /// The agent's NAT state: one field of the agent, synced once per pass.
 pub struct NatState {
     nft: PathBuf,
+    /// Arguments before nft's own (tests run a fake through `sh`).
+    nft_prefix: Vec<String>,
     /// The script the kernel holds, as far as the agent knows; None: read the kernel first.
     known: Option<String>,
     verify_at: Instant,
@@ -59,6 +61,7 @@ impl NatState {
     pub fn new(nft: impl Into<PathBuf>) -> NatState {
         NatState {
             nft: nft.into(),
+            nft_prefix: Vec::new(),
             known: None,
             verify_at: Instant::now(),
             retry_at: None,
@@ -70,7 +73,8 @@ impl NatState {
         let mut cmd = netns
             .command(&self.nft)
             .map_err(|e| format!("enter the node's namespace: {e}"))?;
-        cmd.args(args)
+        cmd.args(&self.nft_prefix)
+            .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -111,7 +115,8 @@ impl NatState {
             .await
         {
             Ok(out) => Ok(Some(out)),
-            Err(e) if e.contains("No such file or directory") => Ok(None),
+            // nft's own words for an absent table (a missing nft program is another error).
+            Err(e) if e.contains("Error: No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -220,17 +225,18 @@ mod tests {
                  [ -f {d}/fail ] && {{ cat {d}/fail >&2; exit 1; }}\n\
                  exit 0\n"
             );
-            let nft = dir.path().join("nft");
-            std::fs::write(&nft, script).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(dir.path().join("nft"), script).unwrap();
             Fake { dir }
         }
         fn path(&self, f: &str) -> std::path::PathBuf {
             self.dir.path().join(f)
         }
+        /// Run through `sh`: exec'ing a file just written races with other tests' forks
+        /// (ETXTBSY).
         fn state(&self) -> NatState {
-            NatState::new(self.path("nft"))
+            let mut s = NatState::new("/bin/sh");
+            s.nft_prefix = vec![self.path("nft").display().to_string()];
+            s
         }
         fn calls(&self) -> Vec<String> {
             read(&self.path("calls"))
@@ -378,6 +384,21 @@ mod tests {
         nat.verify_at = Instant::now();
         nat.sync(&NodeNetns::current(), Some(&s)).await;
         assert_eq!(f.calls(), [LIST, APPLY, LIST, APPLY]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_nft_is_a_failure_not_an_absent_table() {
+        let mut nat = NatState::new("/nonexistent/nft");
+        let s = spec(&[], &["198.19.16.0/21"]);
+        nat.sync(&NodeNetns::current(), Some(&s)).await;
+        let Some(NatOutcome::Failed { reason, message }) = &nat.outcome else {
+            panic!("{:?}", nat.outcome)
+        };
+        assert_eq!(reason, "NftFailed");
+        assert!(
+            message.starts_with("cannot run /nonexistent/nft -f -"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
