@@ -269,6 +269,14 @@ mod tests {
         serde_json::json!({ "nftables": items }).to_string()
     }
 
+    /// The message of an NftFailed outcome.
+    fn nft_failure(nat: &NatState) -> &str {
+        match &nat.outcome {
+            Some(NatOutcome::Failed { reason, message }) if reason == "NftFailed" => message,
+            other => panic!("not NftFailed: {other:?}"),
+        }
+    }
+
     const LIST: &str = "-j list table ip ocelot-nat";
     const APPLY: &str = "-f -";
 
@@ -341,10 +349,7 @@ mod tests {
         let mut nat = f.state();
         let s = spec(&["198.19.16.0/21"], &[]);
         nat.sync(&NodeNetns::current(), Some(&s)).await;
-        let Some(NatOutcome::Failed { reason, message }) = &nat.outcome else {
-            panic!("{:?}", nat.outcome)
-        };
-        assert_eq!(reason, "NftFailed");
+        let message = nft_failure(&nat);
         assert!(
             message.ends_with("Error: Could not process rule: Operation not supported"),
             "{message}"
@@ -391,10 +396,7 @@ mod tests {
         let mut nat = NatState::new("/nonexistent/nft");
         let s = spec(&[], &["198.19.16.0/21"]);
         nat.sync(&NodeNetns::current(), Some(&s)).await;
-        let Some(NatOutcome::Failed { reason, message }) = &nat.outcome else {
-            panic!("{:?}", nat.outcome)
-        };
-        assert_eq!(reason, "NftFailed");
+        let message = nft_failure(&nat);
         assert!(
             message.starts_with("cannot run /nonexistent/nft -f -"),
             "{message}"
