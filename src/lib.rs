@@ -11,6 +11,7 @@ pub mod index;
 pub mod ipam;
 pub mod manifest;
 pub mod naming;
+pub mod nat;
 pub mod rollup;
 pub mod routes;
 pub mod selector;

@@ -108,6 +108,7 @@ pub struct Agent {
     pub metrics: Metrics,
     pub bgp: crate::bgp::BgpState,
     pub wg: crate::wg_state::WgState,
+    pub nat: crate::nat::NatState,
 }
 
 impl Agent {
@@ -139,6 +140,7 @@ impl Agent {
             metrics,
             bgp,
             wg,
+            nat: crate::nat::NatState::default(),
         }
     }
 
@@ -228,6 +230,8 @@ impl Agent {
         self.expire_waiting();
         self.sync_bgp();
         self.sync_wireguard();
+        let spec = self.nns.as_ref().map(|n| &n.spec);
+        self.nat.sync(&self.settings.netns, spec).await;
         crate::status::write_if_changed(self).await;
     }
 

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod commit;
 pub mod install;
 pub mod metrics;
+pub mod nat;
 pub mod netns;
 pub mod pods;
 pub mod routes;

@@ -69,7 +69,9 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
     let (bgp, bgp_applied) = bgp_condition(agent, generation, now);
     let (wireguard, wg_applied) = crate::wg_state::wireguard_condition(agent, generation, now);
     // Ready means the spec is applied; a peer that does not answer is BGP's own condition.
-    let all_ok = [&ipam, &routes].iter().all(|c| c.status == "True") && bgp_applied && wg_applied;
+    let nat = crate::nat::nat_condition(&agent.nat, generation, now);
+    let all_ok =
+        [&ipam, &routes, &nat].iter().all(|c| c.status == "True") && bgp_applied && wg_applied;
     let ready = if all_ok {
         condition(
             "Ready",
@@ -89,7 +91,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
             now,
         )
     };
-    let mut conditions = vec![ipam, routes, bgp, wireguard, ready];
+    let mut conditions = vec![ipam, routes, bgp, wireguard, nat, ready];
     if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
         keep_transition_times(&mut conditions, &old.conditions);
     }

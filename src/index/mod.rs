@@ -56,7 +56,6 @@ impl Affected {
 struct PoolEntry {
     cidr: Option<IpNet>,
     nat_outgoing: bool,
-    disabled: bool,
 }
 
 /// A peer's cached matches: its local nodes and, for peerSelector peers, the selected nodes.
@@ -117,7 +116,6 @@ impl ClusterIndex {
         let entry = PoolEntry {
             cidr: pool.spec.cidr.parse::<IpNet>().ok().map(|n| n.trunc()),
             nat_outgoing: pool.spec.nat_outgoing,
-            disabled: pool.spec.disabled,
         };
         self.pools.insert(name, entry);
         Affected::All
@@ -412,7 +410,8 @@ impl ClusterIndex {
         for p in self.pools.values() {
             let Some(cidr) = p.cidr else { continue };
             all_pools.push(cidr.to_string());
-            if p.nat_outgoing && !p.disabled {
+            // Felix is not told about `disabled`: a disabled pool's pods keep their NAT.
+            if p.nat_outgoing {
                 nat_outgoing_pools.push(cidr.to_string());
             }
         }

@@ -330,3 +330,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nat_outgoing_pools_are_the_natoutgoing_ones_disabled_included() {
+    let mut ix = seed();
+    ix.upsert_pool(&pool("external-pool", "198.19.24.0/21", false));
+    let s = ix.node_state("node1").expect("known node");
+    assert_eq!(s.nat_outgoing_pools, ["198.19.16.0/21"]);
+    assert_eq!(s.all_pools, ["198.19.16.0/21", "198.19.24.0/21"]);
+    // Felix is not told about `disabled`: the pool's existing pods stay masqueraded.
+    let mut disabled = pool("default-ipv4-ippool", "198.19.16.0/21", true);
+    disabled.spec.disabled = true;
+    ix.upsert_pool(&disabled);
+    let d = ix.node_state("node1").expect("known node");
+    assert_eq!(d.nat_outgoing_pools, ["198.19.16.0/21"]);
+    assert_eq!(d.hash, s.hash);
+    // natOutgoing off everywhere: nothing to masquerade, a new spec hash.
+    ix.upsert_pool(&pool("default-ipv4-ippool", "198.19.16.0/21", false));
+    let off = ix.node_state("node1").expect("known node");
+    assert!(off.nat_outgoing_pools.is_empty());
+    assert_ne!(off.hash, s.hash);
+}
