@@ -67,7 +67,9 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         now,
     );
     let (bgp, bgp_applied) = bgp_condition(agent, generation, now);
-    let (wireguard, wg_applied) = crate::wg_state::wireguard_condition(agent, generation, now);
+    let previous = agent.last_status.as_ref().or(nns.status.as_ref());
+    let (wireguard, wg_applied) =
+        crate::wg_state::wireguard_condition(agent, previous, generation, now);
     // Ready means the spec is applied; a peer that does not answer is BGP's own condition.
     let nat = crate::nat::nat_condition(&agent.nat, generation, now);
     let all_ok =
@@ -99,7 +101,12 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         observed_generation: generation,
         applied_hash: Some(nns.spec.hash.clone()),
         conditions,
-        wireguard_public_key: agent.wg.report.as_ref().and_then(|r| r.public_key.clone()),
+        // Until its worker reports, a new agent keeps the key the last one published: dropping
+        // it would make every peer remove this node and break its tunnel for a round trip.
+        wireguard_public_key: match &agent.wg.report {
+            Some(r) => r.public_key.clone(),
+            None => previous.and_then(|s| s.wireguard_public_key.clone()),
+        },
         bgp_peers: agent
             .bgp
             .report
@@ -181,6 +188,12 @@ pub async fn write_if_changed(agent: &mut Agent) {
     if current.as_ref() == Some(&status) {
         agent.last_status = current;
         return;
+    }
+    let old_key = current
+        .as_ref()
+        .and_then(|c| c.wireguard_public_key.as_deref());
+    if old_key != status.wireguard_public_key.as_deref() {
+        tracing::info!(key = ?status.wireguard_public_key, before = ?old_key, "WireGuard public key reported");
     }
     let api: Api<NodeNetworkState> = Api::all(agent.client.clone());
     let patch = serde_json::json!({

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ocelot::api::Condition;
+use ocelot::api::nodestate::NodeNetworkStateStatus;
 use ocelot::rollup::status::condition;
 use ocelot::wireguard::{PrivateKey, WireguardNode, plan_wireguard, published_blocks};
 use tokio::sync::watch;
@@ -113,9 +114,12 @@ impl Agent {
     }
 }
 
-/// The WireGuard condition, and whether the spec's WireGuard part is applied.
+/// The WireGuard condition, and whether the spec's WireGuard part is applied. Before the
+/// worker's first report, the previous agent's condition stands (a restart changes nothing on
+/// the device, so it changes nothing in the status either).
 pub fn wireguard_condition(
     agent: &Agent,
+    previous: Option<&NodeNetworkStateStatus>,
     generation: Option<i64>,
     now: &Time,
 ) -> (Condition, bool) {
@@ -129,7 +133,18 @@ pub fn wireguard_condition(
     if let (true, Some(e)) = (enabled, &agent.wg.key_error) {
         return (c(false, "KeyUnavailable", e.clone()), false);
     }
+    let before = previous
+        .into_iter()
+        .flat_map(|s| s.conditions.iter())
+        .find(|c| c.type_ == "WireGuard");
     match &agent.wg.report {
+        None if before.is_some_and(|b| (b.reason == "Ready") == enabled) => {
+            let b = before.expect("checked");
+            (
+                c(b.status == "True", &b.reason, b.message.clone()),
+                b.status == "True",
+            )
+        }
         None if !enabled => (c(true, "NotConfigured", "WireGuard is off".into()), true),
         None => (
             c(false, "Starting", "the device has not reported yet".into()),

@@ -233,6 +233,9 @@ pub fn start(
                 tracing::warn!(error = %e, "WireGuard not applied");
             }
             if last.as_ref() != Some(&report) {
+                if let Ok(msg) = &report.applied {
+                    tracing::info!(state = %msg, "WireGuard state");
+                }
                 last = Some(report.clone());
                 if tx.send(Msg::Wireguard(report)).await.is_err() {
                     return;

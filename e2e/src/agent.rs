@@ -24,6 +24,16 @@ pub const POD_MTU: u32 = 1410;
 /// Longest a plugin call may take: the agent answers within 28 s, the plugin gives up at 30 s.
 pub const CNI_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// boringtun-cli as scripts/setup.sh installs it (cache), else from PATH.
+pub fn boringtun_binary() -> PathBuf {
+    let cached = cluster::cache_dir().join("boringtun/bin/boringtun-cli");
+    if cached.exists() {
+        cached
+    } else {
+        PathBuf::from("boringtun-cli")
+    }
+}
+
 /// A running agent for one lab node, with its socket and folders under `dir`.
 pub struct NodeAgent {
     pub daemon: Daemon,
@@ -39,7 +49,7 @@ impl NodeAgent {
         std::fs::create_dir_all(&dir).expect("agent folder");
         let socket = dir.join("run/cni.sock");
         let s = |p: PathBuf| p.display().to_string();
-        let (kubeconfig, netns, sock, bin, conf, key, state) = (
+        let (kubeconfig, netns, sock, bin, conf, key, state, boringtun) = (
             s(cluster::kubeconfig_path().to_path_buf()),
             s(node.path()),
             s(socket.clone()),
@@ -47,6 +57,7 @@ impl NodeAgent {
             s(dir.join("cni-conf")),
             s(dir.join("wireguard.key")),
             s(dir.join("state")),
+            s(boringtun_binary()),
         );
         let mut args = vec![
             "--node-name",
@@ -65,6 +76,8 @@ impl NodeAgent {
             &key,
             "--state-dir",
             &state,
+            "--boringtun",
+            &boringtun,
         ];
         args.extend_from_slice(extra);
         let log = dir.join(format!(
