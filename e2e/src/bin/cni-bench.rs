@@ -39,6 +39,31 @@ fn summary(name: &str, samples: &mut [Duration]) -> String {
     )
 }
 
+/// The agent's ADD histogram: cumulative counts per upper bound (seconds), from /metrics.
+fn add_buckets(agent: &mut ocelot_e2e::daemon::Daemon) -> Vec<(f64, u64)> {
+    let (_, text) = agent.http_get("/metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ocelot_agent_cni_add_duration_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound under which a fraction `q` of the ADDs between two readings fell: the
+/// agent's own time (request in to answer out), without the plugin's exec.
+fn agent_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> String {
+    let total = after.last().map_or(0, |a| a.1) - before.last().map_or(0, |b| b.1);
+    for ((le, a), (_, b)) in after.iter().zip(before) {
+        if (a - b) as f64 >= q * total as f64 {
+            return format!("≤ {:.1} ms", le * 1e3);
+        }
+    }
+    "n/a".into()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -169,6 +194,7 @@ fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let mut seq = Vec::new();
+    let hist_before = add_buckets(&mut s.agent("node1").daemon);
     for round in 0..SEQUENTIAL / ROUND {
         let ids: Vec<usize> = (round * ROUND..(round + 1) * ROUND).collect();
         for &i in &ids {
@@ -178,6 +204,7 @@ fn main() -> Result<()> {
             del(i);
         }
     }
+    let hist_after = add_buckets(&mut s.agent("node1").daemon);
     eprintln!(
         "[{:>5.1}s] {BURST} concurrent ADDs",
         t0.elapsed().as_secs_f64()
@@ -193,6 +220,11 @@ fn main() -> Result<()> {
     let burst_rss = rss_kib(s.agent("node1").daemon.pid());
     println!("{}", summary("baseline (ip commands)", &mut base));
     println!("{}", summary("ADD sequential", &mut seq));
+    println!(
+        "ADD sequential, agent's own part (histogram bucket bounds): p50 {} p99 {}",
+        agent_quantile(&hist_before, &hist_after, 0.5),
+        agent_quantile(&hist_before, &hist_after, 0.99)
+    );
     println!("{}", summary("ADD concurrent", &mut burst));
     println!(
         "API writes during the {BURST}-pod burst: {writes} ({:.2} per pod)",
