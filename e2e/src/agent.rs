@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::lab::{Lab, Netns, Node};
-use crate::operator::{Operator, SEED_ARGS, pod, register_node};
+use crate::operator::{Operator, SEED_ARGS, namespace, pod, register_node};
 use crate::proc::run_output;
 
 /// The network name the runtime passes; Calico's.
@@ -347,6 +347,21 @@ pub fn add(agent: &NodeAgent, cid: &str, ns: &Netns, namespace: &str, name: &str
 /// The address of an ADD result (`a.b.c.d/32`).
 pub fn pod_address(result: &Value) -> String {
     result["ips"][0]["address"].as_str().unwrap().to_string()
+}
+
+/// Pod `a` on node1 and pod `b` on node2 (namespace `ns`, made here), added through the plugin;
+/// their sandboxes and addresses (without `/32`), once node1's BGP sessions are Established.
+pub fn pod_pair(s: &mut AgentLab, ns: &str) -> (Netns, Netns, String, String) {
+    namespace(ns);
+    pod(ns, "a", "node1", &[]);
+    pod(ns, "b", "node2", &[]);
+    let na = s.lab.add_netns("pod-a").unwrap();
+    let nb = s.lab.add_netns("pod-b").unwrap();
+    let a = pod_address(&add(s.agent("node1"), "aaaa0001", &na, ns, "a"));
+    let b = pod_address(&add(s.agent("node2"), "bbbb0001", &nb, ns, "b"));
+    wait_established(s, "node1");
+    let bare = |x: String| x.trim_end_matches("/32").to_string();
+    (na, nb, bare(a), bare(b))
 }
 
 /// The seed's nodes and blocks (the operator's claim for each, from the pool and the node).

@@ -1,23 +1,13 @@
 //! Two nodes meshed over BIRD 2 run by their agents: each node blackholes its own block and learns
 //! the other's `via <node> proto bird`, pods ping across, and the NodeNetworkState status carries
 //! the sessions and a BGP condition.
-use ocelot_e2e::agent::{
-    AgentLab, SEED_NODES as NODES, add, ping_once, pod_address, routes, wait_established,
-};
-use ocelot_e2e::operator::{namespace, pod};
+use ocelot_e2e::agent::{AgentLab, SEED_NODES as NODES, ping_once, pod_pair, routes};
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
     let mut s = AgentLab::start(&NODES, &[]);
-    namespace("mesh");
-    pod("mesh", "a", "node1", &[]);
-    pod("mesh", "b", "node2", &[]);
-    let na = s.lab.add_netns("pod-a").unwrap();
-    let nb = s.lab.add_netns("pod-b").unwrap();
-    let a = pod_address(&add(s.agent("node1"), "aaaa0001", &na, "mesh", "a"));
-    let b = pod_address(&add(s.agent("node2"), "bbbb0001", &nb, "mesh", "b"));
-    let (a, b) = (a.trim_end_matches("/32"), b.trim_end_matches("/32"));
-    wait_established(&mut s, "node1");
+    let (na, nb, a, b) = pod_pair(&mut s, "mesh");
+    let (a, b) = (a.as_str(), b.as_str());
     // Each node: its own block blackholed by BIRD, the other's learned via that node.
     for (me, own, other_block, other_ip) in [
         ("node1", NODES[0].2, NODES[1].2, NODES[1].1),

@@ -4,13 +4,11 @@
 //! the pod's address), and a foreign table in the node's namespace survives all of it.
 use std::time::{Duration, Instant};
 
-use ocelot_e2e::agent::{
-    AgentLab, NodeAgent, SEED_NODES as NODES, add, ping_once, pod_address, wait_established,
-};
+use ocelot_e2e::agent::{AgentLab, NodeAgent, SEED_NODES as NODES, ping_once, pod_pair};
 use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::daemon::log_line;
 use ocelot_e2e::lab::{LabProcess, Netns};
-use ocelot_e2e::operator::{get_json, namespace, pod};
+use ocelot_e2e::operator::get_json;
 use serde_json::Value;
 
 const HOST1: &str = "198.19.15.254";
@@ -130,15 +128,8 @@ fn pods_leave_the_pools_with_the_nodes_address_and_keep_theirs_between_pods() {
         "{table}"
     );
 
-    namespace("nat");
-    pod("nat", "a", "node1", &[]);
-    pod("nat", "b", "node2", &[]);
-    let na = s.lab.add_netns("pod-a").unwrap();
-    let nb = s.lab.add_netns("pod-b").unwrap();
-    let a = pod_address(&add(s.agent("node1"), "aaaa0001", &na, "nat", "a"));
-    let b = pod_address(&add(s.agent("node2"), "bbbb0001", &nb, "nat", "b"));
-    let (a, b) = (a.trim_end_matches("/32"), b.trim_end_matches("/32"));
-    wait_established(&mut s, "node1");
+    let (na, nb, a, b) = pod_pair(&mut s, "nat");
+    let (a, b) = (a.as_str(), b.as_str());
 
     // Leaving every pool: host1 sees node1's address, and the reply finds its way back.
     let seen = echo_source(&host1, "ens4", || ping_once(&na, HOST1));

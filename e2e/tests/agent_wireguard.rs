@@ -5,11 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use ocelot_e2e::agent::{
-    AgentLab, NodeAgent, SEED_NODES as NODES, add, ping_once, pod_address, wait_established,
-};
+use ocelot_e2e::agent::{AgentLab, NodeAgent, SEED_NODES as NODES, ping_once, pod_pair};
 use ocelot_e2e::lab::{Netns, Node};
-use ocelot_e2e::operator::{apply, fixture, get_json, namespace, patch_seed_wireguard_on, pod};
+use ocelot_e2e::operator::{apply, fixture, get_json, patch_seed_wireguard_on};
 use serde_json::Value;
 
 fn condition(node: &str, kind: &str) -> Result<(Value, Value), String> {
@@ -89,15 +87,8 @@ fn fabric_capture(node1: &Node, from: &Netns, to: &str) -> (usize, usize, String
 #[test]
 fn wireguard_on_encrypts_pod_traffic_and_off_removes_everything() {
     let mut s = AgentLab::start(&NODES, &[]);
-    namespace("wg");
-    pod("wg", "a", "node1", &[]);
-    pod("wg", "b", "node2", &[]);
-    let na = s.lab.add_netns("pod-a").unwrap();
-    let nb = s.lab.add_netns("pod-b").unwrap();
-    let a = pod_address(&add(s.agent("node1"), "aaaa0001", &na, "wg", "a"));
-    let b = pod_address(&add(s.agent("node2"), "bbbb0001", &nb, "wg", "b"));
-    let (a, b) = (a.trim_end_matches("/32"), b.trim_end_matches("/32"));
-    wait_established(&mut s, "node1");
+    let (na, nb, a, b) = pod_pair(&mut s, "wg");
+    let (a, b) = (a.as_str(), b.as_str());
     let node1 = s.lab.node("node1").clone();
     s.op.wait("node1's BGP route to node2's block", || {
         let r = sh(&node1, "ip route");

@@ -46,7 +46,11 @@ fn add_buckets(agent: &mut ocelot_e2e::daemon::Daemon) -> Vec<(f64, u64)> {
         .filter_map(|l| l.strip_prefix("ocelot_agent_cni_add_duration_seconds_bucket{le=\""))
         .filter_map(|rest| {
             let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, count.trim().parse().ok()?))
         })
         .collect()
