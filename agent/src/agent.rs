@@ -205,7 +205,10 @@ impl Agent {
                 result,
             } => self.on_add_done(handle, call, result),
             Msg::DelDone { handle, call } => self.on_del_done(handle, call),
-            Msg::Bgp(report) => self.bgp.report = Some(report),
+            Msg::Bgp(report) => {
+                self.metrics.set_bgp_sessions(&report.peers);
+                self.bgp.report = Some(report);
+            }
             Msg::Wireguard(report) => {
                 self.metrics.wireguard_peers.set(report.peers as i64);
                 self.wg.report = Some(report);

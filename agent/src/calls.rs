@@ -374,13 +374,28 @@ impl Agent {
 
     pub fn on_add_done(&mut self, handle: String, call: Call, result: Result<Value, Value>) {
         match result {
-            Ok(v) => answer(&self.metrics, call, v),
+            Ok(v) => {
+                // The pod's host /32 is in the kernel before the answer.
+                self.metrics.routes_applied.inc();
+                answer(&self.metrics, call, v)
+            }
             Err(v) => {
                 tracing::warn!(%handle, error = %v, "ADD failed; releasing its address");
                 self.ipam.release_handle(&handle);
                 self.after_commit.push((call, v));
             }
         }
+    }
+
+    /// The host interface of the pod holding `addr` (named from the allocation's pod).
+    fn host_veth_of(&self, addr: IpAddr) -> Option<String> {
+        let prefix = self
+            .nns
+            .as_ref()
+            .and_then(|n| n.spec.dataplane.interface_prefix.clone())
+            .unwrap_or_else(|| "cali".into());
+        let owner = self.ipam.address_owner(addr)?;
+        ocelot::naming::host_veth_name(&prefix, owner.namespace()?, owner.pod()?).ok()
     }
 
     fn on_del(&mut self, call: Call) {
@@ -390,26 +405,10 @@ impl Agent {
             // Unknown or already released: DEL is idempotent.
             return answer(&self.metrics, call, Value::Null);
         };
-        let owner = self.ipam.address_owner(addr);
-        let prefix = self
-            .nns
-            .as_ref()
-            .and_then(|n| n.spec.dataplane.interface_prefix.clone())
-            .unwrap_or_else(|| "cali".into());
-        let veth = owner
-            .and_then(|a| Some((a.namespace()?, a.pod()?)))
-            .and_then(|(ns, pod)| ocelot::naming::host_veth_name(&prefix, ns, pod).ok());
+        let veth = self.host_veth_of(addr);
         let (netlink, tx) = (self.netlink.clone(), self.tx.clone());
         tokio::spawn(async move {
-            if let (Some(veth), IpAddr::V4(v4)) = (veth, addr) {
-                // The veth is named per pod: delete it only while it still carries this
-                // container's address (a newer sandbox of the pod may own it by now).
-                if carries(&netlink, &veth, v4).await
-                    && let Err(e) = pods::delete(&netlink, &veth).await
-                {
-                    tracing::warn!(%veth, error = %e, "DEL: host interface not deleted");
-                }
-            }
+            remove_host_side(&netlink, veth, addr, "DEL").await;
             let _ = tx.send(Msg::DelDone { handle, call }).await;
         });
     }
@@ -485,10 +484,20 @@ impl Agent {
             })
             .filter(|h| h.starts_with(POD_HANDLE_PREFIX) && !valid.contains(h))
             .collect();
+        let mut interfaces = Vec::new();
         for h in &stale {
             tracing::info!(handle = %h, "GC: releasing an attachment the runtime no longer has");
+            for addr in self.ipam.handle_addresses(h) {
+                interfaces.push((self.host_veth_of(addr), addr));
+            }
             self.ipam.release_handle(h);
         }
+        let netlink = self.netlink.clone();
+        tokio::spawn(async move {
+            for (veth, addr) in interfaces {
+                remove_host_side(&netlink, veth, addr, "GC").await;
+            }
+        });
         self.after_commit.push((call, Value::Null));
     }
 
@@ -515,6 +524,22 @@ impl Agent {
                 i += 1;
             }
         }
+    }
+}
+
+/// Deletes a pod's host interface (and with it its route), but only while it still carries
+/// `addr`: the veth is named per pod, and a newer sandbox of the pod may own it by now.
+async fn remove_host_side(
+    netlink: &crate::routes::RouteNetlink,
+    veth: Option<String>,
+    addr: IpAddr,
+    verb: &str,
+) {
+    if let (Some(veth), IpAddr::V4(v4)) = (veth, addr)
+        && carries(netlink, &veth, v4).await
+        && let Err(e) = pods::delete(netlink, &veth).await
+    {
+        tracing::warn!(%veth, error = %e, "{verb}: host interface not deleted");
     }
 }
 

@@ -66,12 +66,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    ocelot_daemon::init_logging();
     if let Err(e) = run(Args::parse()).await {
         tracing::error!("ocelot-agent failed: {e:#}");
         std::process::exit(1);

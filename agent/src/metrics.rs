@@ -21,6 +21,9 @@ pub struct Metrics {
     pub ipam_writes: Counter,
     pub status_writes: Counter,
     pub wireguard_peers: Gauge,
+    pub routes_applied: Counter,
+    /// BGP sessions by BIRD state (Established, Active, Connect, ...).
+    pub bgp_sessions: Family<Labels, Gauge>,
     /// Why the agent is not ready, or None.
     pub not_ready: Arc<Mutex<Option<String>>>,
 }
@@ -34,6 +37,18 @@ impl Metrics {
         let ipam_writes = Counter::default();
         let status_writes = Counter::default();
         let wireguard_peers = Gauge::default();
+        let routes_applied = Counter::default();
+        let bgp_sessions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "routes_applied",
+            "Pod host routes written before their ADD answered",
+            routes_applied.clone(),
+        );
+        registry.register(
+            "bgp_sessions",
+            "BGP sessions of the node's BIRD, by state",
+            bgp_sessions.clone(),
+        );
         registry.register(
             "cni_requests",
             "CNI calls answered, by verb and result",
@@ -66,6 +81,8 @@ impl Metrics {
             ipam_writes,
             status_writes,
             wireguard_peers,
+            routes_applied,
+            bgp_sessions,
             not_ready: Arc::new(Mutex::new(Some("starting".into()))),
         }
     }
@@ -81,6 +98,17 @@ impl Metrics {
             .inc();
         if verb == Command::Add && ok {
             self.add_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Sessions per state from BIRD's latest report; states no session is in read 0.
+    pub fn set_bgp_sessions(&self, peers: &[ocelot::api::nodestate::BGPPeerStatusEntry]) {
+        self.bgp_sessions.clear();
+        for p in peers {
+            let state = p.info.clone().unwrap_or_else(|| p.state.clone());
+            self.bgp_sessions
+                .get_or_create(&vec![("state", state)])
+                .inc();
         }
     }
 

@@ -12,6 +12,20 @@ use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
 /// The API client: from `kubeconfig` when given, else in-cluster or the default kubeconfig.
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`); colour codes only on a
+/// terminal, so log files and collectors get plain `key=value` fields.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
     use anyhow::Context;
     let Some(path) = kubeconfig.filter(|p| !p.as_os_str().is_empty()) else {

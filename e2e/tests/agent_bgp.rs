@@ -57,4 +57,19 @@ fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
         .unwrap();
     assert_eq!(bgp["reason"], "Established", "{status}");
     assert_eq!(bgp["message"], "1/1 sessions Established", "{status}");
+
+    // The agent's /metrics: sessions by state, the ADD and its route, one IPAM write at least.
+    let (code, metrics) = s.agent("node1").daemon.http_get("/metrics");
+    assert_eq!(code, 200);
+    for want in [
+        "ocelot_agent_bgp_sessions{state=\"Established\"} 1",
+        "ocelot_agent_cni_requests_total{verb=\"ADD\",result=\"success\"} 1",
+        "ocelot_agent_routes_applied_total 1",
+    ] {
+        assert!(metrics.contains(want), "no {want:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("ocelot_agent_ipam_writes_total"),
+        "{metrics}"
+    );
 }

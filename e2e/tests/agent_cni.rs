@@ -156,6 +156,20 @@ fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
         alloc.contains_key(&"198.19.22.128".parse().unwrap()),
         "{alloc:?}"
     );
+    // ... and the released attachment's host interface and route go; the listed pod's stay.
+    let gone_veth = g["interfaces"][0]["name"].as_str().unwrap().to_string();
+    s.op.wait("GC to remove the host interface", || {
+        let r = routes(&node1);
+        let link = node1.exec(["ip", "link", "show", &gone_veth]).unwrap();
+        (!link.status.success() && !r.contains(&format!("{gone_ip} dev")))
+            .then_some(())
+            .ok_or(r)
+    });
+    assert!(
+        routes(&node1).contains("198.19.22.128 dev cali"),
+        "{}",
+        routes(&node1)
+    );
 
     // STATUS and ADD while the agent is down: not available (50) and try again later (11).
     let agent = s.agents.remove("node1").unwrap();

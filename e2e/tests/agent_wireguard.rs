@@ -120,6 +120,11 @@ fn wireguard_on_encrypts_pod_traffic_and_off_removes_everything() {
             .then_some(())
             .ok_or(n["status"].to_string())
     });
+    let (_, metrics) = s.agent("node1").daemon.http_get("/metrics");
+    assert!(
+        metrics.contains("ocelot_agent_wireguard_peers 1"),
+        "{metrics}"
+    );
     let key_file = s.agent("node1").dir.join("wireguard.key");
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", key_file.display());

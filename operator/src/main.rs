@@ -13,7 +13,6 @@ mod pools;
 mod status;
 mod watch;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,15 +66,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: log files and collectors get plain `key=value` fields.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    ocelot_daemon::init_logging();
     tracing::info!(metrics_addr = %args.metrics_addr, "starting");
     let metrics = metrics::Metrics::new();
     let server = metrics::serve(args.metrics_addr, metrics.clone())
