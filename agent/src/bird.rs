@@ -158,60 +158,50 @@ pub enum Desired {
     Run(String),
 }
 
+impl crate::worker::Worker for Bird {
+    type Desired = Desired;
+    type Report = BgpReport;
+
+    async fn pass(&mut self, want: &Desired) -> Option<BgpReport> {
+        let applied = match want {
+            Desired::Unknown => return None,
+            Desired::Run(text) => match self.apply(text).await {
+                Ok(what) => {
+                    if what != "unchanged" {
+                        tracing::info!(conf = %self.paths.conf.display(), "BIRD {what}");
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "BIRD config not applied");
+                    Err(e)
+                }
+            },
+            Desired::Off => {
+                self.stop().await;
+                Ok(())
+            }
+        };
+        let peers = if matches!(want, Desired::Run(_)) {
+            self.sessions().await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Some(BgpReport { applied, peers })
+    }
+
+    fn message(report: BgpReport) -> Msg {
+        Msg::Bgp(report)
+    }
+}
+
 /// Starts the worker. `desired` carries what BIRD should do; reports go to the agent's loop,
 /// only when they change.
 pub fn start(
     paths: BirdPaths,
     netns: NodeNetns,
-    mut desired: watch::Receiver<Desired>,
+    desired: watch::Receiver<Desired>,
     tx: mpsc::Sender<Msg>,
 ) {
-    tokio::spawn(async move {
-        let bird = Bird { paths, netns };
-        let mut last: Option<BgpReport> = None;
-        let mut tick = tokio::time::interval(POLL);
-        loop {
-            let want = desired.borrow_and_update().clone();
-            let applied = match &want {
-                Desired::Unknown => {
-                    if desired.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Desired::Run(text) => match bird.apply(text).await {
-                    Ok(what) => {
-                        if what != "unchanged" {
-                            tracing::info!(conf = %bird.paths.conf.display(), "BIRD {what}");
-                        }
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "BIRD config not applied");
-                        Err(e)
-                    }
-                },
-                Desired::Off => {
-                    bird.stop().await;
-                    Ok(())
-                }
-            };
-            let peers = if matches!(want, Desired::Run(_)) {
-                bird.sessions().await.unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let report = BgpReport { applied, peers };
-            if last.as_ref() != Some(&report) {
-                last = Some(report.clone());
-                if tx.send(Msg::Bgp(report)).await.is_err() {
-                    return;
-                }
-            }
-            tokio::select! {
-                r = desired.changed() => if r.is_err() { return },
-                _ = tick.tick() => {}
-            }
-        }
-    });
+    crate::worker::spawn(Bird { paths, netns }, desired, POLL, tx);
 }

@@ -19,3 +19,4 @@ pub mod wg_link;
 pub mod wg_state;
 pub mod wireguard;
 pub mod wireguard_key;
+pub mod worker;

@@ -187,64 +187,57 @@ async fn peers(
     Ok(writes)
 }
 
+impl crate::worker::Worker for Worker {
+    type Desired = WgDesired;
+    type Report = WgReport;
+
+    async fn pass(&mut self, want: &WgDesired) -> Option<WgReport> {
+        let WgDesired::Want(c) = want else {
+            return None;
+        };
+        let report = match (&c.key, c.plan.remove_device) {
+            (Some(key), false) => WgReport {
+                applied: self.on(c, key).await,
+                public_key: Some(key.public_key().to_base64()),
+                peers: c.plan.peers.len(),
+                on: true,
+            },
+            _ => WgReport {
+                applied: self.off(&c.plan).await,
+                public_key: None,
+                peers: 0,
+                on: false,
+            },
+        };
+        if let Err(e) = &report.applied {
+            tracing::warn!(error = %e, "WireGuard not applied");
+        }
+        Some(WgReport {
+            // A key is published only while a device runs (with it, once set).
+            public_key: report.public_key.filter(|_| self.device.is_some()),
+            ..report
+        })
+    }
+
+    fn message(report: WgReport) -> Msg {
+        if let Ok(msg) = &report.applied {
+            tracing::info!(state = %msg, "WireGuard state");
+        }
+        Msg::Wireguard(report)
+    }
+}
+
 /// Starts the worker; reports go to the agent's loop when they change.
 pub fn start(
     userspace: Userspace,
     netlink: RouteNetlink,
-    mut desired: watch::Receiver<WgDesired>,
+    desired: watch::Receiver<WgDesired>,
     tx: mpsc::Sender<Msg>,
 ) {
-    tokio::spawn(async move {
-        let mut w = Worker {
-            userspace,
-            netlink,
-            device: None,
-        };
-        let mut last: Option<WgReport> = None;
-        let mut tick = tokio::time::interval(POLL);
-        loop {
-            let want = desired.borrow_and_update().clone();
-            let WgDesired::Want(c) = want else {
-                if desired.changed().await.is_err() {
-                    return;
-                }
-                continue;
-            };
-            let report = match (&c.key, c.plan.remove_device) {
-                (Some(key), false) => WgReport {
-                    applied: w.on(&c, key).await,
-                    public_key: Some(key.public_key().to_base64()),
-                    peers: c.plan.peers.len(),
-                    on: true,
-                },
-                _ => WgReport {
-                    applied: w.off(&c.plan).await,
-                    public_key: None,
-                    peers: 0,
-                    on: false,
-                },
-            };
-            let report = WgReport {
-                // A key is published only while a device runs (with it, once set).
-                public_key: report.public_key.filter(|_| w.device.is_some()),
-                ..report
-            };
-            if let Err(e) = &report.applied {
-                tracing::warn!(error = %e, "WireGuard not applied");
-            }
-            if last.as_ref() != Some(&report) {
-                if let Ok(msg) = &report.applied {
-                    tracing::info!(state = %msg, "WireGuard state");
-                }
-                last = Some(report.clone());
-                if tx.send(Msg::Wireguard(report)).await.is_err() {
-                    return;
-                }
-            }
-            tokio::select! {
-                r = desired.changed() => if r.is_err() { return },
-                _ = tick.tick() => {}
-            }
-        }
-    });
+    let w = Worker {
+        userspace,
+        netlink,
+        device: None,
+    };
+    crate::worker::spawn(w, desired, POLL, tx);
 }
