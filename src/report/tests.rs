@@ -1,0 +1,264 @@
+//! The `node status` and `status` screens, pinned against the seed's calicoctl output.
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::*;
+use crate::api::node::{Node, NodeBGPSpec, NodeSpec};
+use crate::api::nodestate::{
+    BGPPeerStatusEntry, BGPPeerTarget, NodeBGPState, NodeNetworkStateSpec, NodeNetworkStateStatus,
+    PeerType,
+};
+use crate::api::{Condition, NodeNetworkState};
+
+fn peer(ip: &str, t: PeerType, state: &str, since: &str, info: &str) -> BGPPeerStatusEntry {
+    BGPPeerStatusEntry {
+        peer_ip: ip.into(),
+        peer_type: t,
+        state: state.into(),
+        since: Some(since.into()),
+        info: Some(info.into()),
+    }
+}
+
+fn cond(type_: &str, status: &str, reason: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: format!("{type_} says {reason}"),
+        observed_generation: Some(1),
+        last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// node1 as the seed has it after the BGPPeer step, plus a node-specific session, agent Ready.
+fn node1() -> NodeNetworkState {
+    let mut n = NodeNetworkState::new(
+        "node1",
+        NodeNetworkStateSpec {
+            node: "node1".into(),
+            hash: "h1".into(),
+            bgp: Some(NodeBGPState {
+                ipv4_address: "198.19.0.2".parse().unwrap(),
+                mesh: true,
+                peers: vec![
+                    BGPPeerTarget {
+                        name: "Global_198_19_15_254".into(),
+                        source: "bgppeer-global-host1".into(),
+                        peer_ip: "198.19.15.254".parse().unwrap(),
+                        peer_type: PeerType::Global,
+                        ..BGPPeerTarget::default()
+                    },
+                    BGPPeerTarget {
+                        name: "Node_198_19_15_253".into(),
+                        source: "rack-tor".into(),
+                        peer_ip: "198.19.15.253".parse().unwrap(),
+                        peer_type: PeerType::NodeSpecific,
+                        ..BGPPeerTarget::default()
+                    },
+                ],
+                ..NodeBGPState::default()
+            }),
+            ..NodeNetworkStateSpec::default()
+        },
+    );
+    n.metadata.generation = Some(1);
+    n.status = Some(NodeNetworkStateStatus {
+        observed_generation: Some(1),
+        applied_hash: Some("h1".into()),
+        conditions: vec![
+            cond("BGP", "True", "Established"),
+            cond("Ready", "True", "Applied"),
+        ],
+        bgp_peers: vec![
+            peer(
+                "198.19.0.1",
+                PeerType::NodeMesh,
+                "up",
+                "22:05:49",
+                "Established",
+            ),
+            peer(
+                "198.19.0.3",
+                PeerType::NodeMesh,
+                "up",
+                "22:06:03",
+                "Established",
+            ),
+            peer(
+                "198.19.15.254",
+                PeerType::Global,
+                "up",
+                "10:58:02",
+                "Established",
+            ),
+            peer(
+                "198.19.15.253",
+                PeerType::NodeSpecific,
+                "start",
+                "10:58:01",
+                "Connect",
+            ),
+        ],
+        ..NodeNetworkStateStatus::default()
+    });
+    n
+}
+
+#[test]
+fn node_status_screen_is_calicoctls_layout() {
+    let s = NodeStatus::of(&node1());
+    // The seed's screen (second `calicoctl node status`), with the node-specific row added and
+    // the process line in Ocelot's words.
+    let want = "\
+Ocelot agent is running.
+
+IPv4 BGP status
++---------------+-------------------+-------+----------+-------------+
+| PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |    INFO     |
++---------------+-------------------+-------+----------+-------------+
+| 198.19.0.1    | node-to-node mesh | up    | 22:05:49 | Established |
+| 198.19.0.3    | node-to-node mesh | up    | 22:06:03 | Established |
+| 198.19.15.254 | global            | up    | 10:58:02 | Established |
+| 198.19.15.253 | node specific     | start | 10:58:01 | Connect     |
++---------------+-------------------+-------+----------+-------------+
+
+IPv6 BGP status
+No IPv6 peers found.
+
+";
+    assert_eq!(s.render(), want, "\n{}", s.render());
+    assert!(!s.healthy(), "a session in Connect is not healthy");
+}
+
+#[test]
+fn process_line_follows_the_agents_status() {
+    let mut n = node1();
+    assert_eq!(AgentState::of(&n), AgentState::Running);
+    n.status.as_mut().unwrap().conditions[0] = cond("BGP", "False", "BirdFailed");
+    n.status.as_mut().unwrap().conditions[1] = cond("Ready", "False", "NotApplied");
+    assert_eq!(
+        AgentState::of(&n).line("node1"),
+        "Ocelot agent is running but not ready: BGP BirdFailed: BGP says BirdFailed."
+    );
+    n.spec.hash = "h2".into();
+    assert_eq!(
+        AgentState::of(&n).line("node1"),
+        "Ocelot agent is not reporting the current state: it applied h1, the spec is at h2."
+    );
+    n.status = None;
+    let s = NodeStatus::of(&n);
+    assert_eq!(s.agent, AgentState::NotReporting);
+    assert!(
+        s.render().starts_with(
+            "Ocelot agent is not reporting: NodeNetworkState node1 has no status \
+             (is ocelot-agent running on node1?).\n\nIPv4 BGP status\nNo IPv4 peers found.\n\n"
+        ),
+        "{}",
+        s.render()
+    );
+}
+
+#[test]
+fn ipv6_sessions_get_their_own_table() {
+    let mut n = node1();
+    n.status.as_mut().unwrap().bgp_peers = vec![peer(
+        "fd00::1",
+        PeerType::Global,
+        "up",
+        "10:00:00",
+        "Established",
+    )];
+    let text = NodeStatus::of(&n).render();
+    assert!(
+        text.contains("IPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\n+"),
+        "{text}"
+    );
+    assert!(text.contains("| fd00::1      | global    |"), "{text}");
+}
+
+fn calico_node(name: &str, ip: &str) -> Node {
+    Node::new(
+        name,
+        NodeSpec {
+            bgp: Some(NodeBGPSpec {
+                ipv4_address: Some(format!("{ip}/20")),
+                ..NodeBGPSpec::default()
+            }),
+            ..NodeSpec::default()
+        },
+    )
+}
+
+fn now() -> jiff::Timestamp {
+    "2026-12-03T10:00:00Z".parse().unwrap()
+}
+
+fn lease(renewed_ago: i64) -> LeaseInfo {
+    LeaseInfo {
+        lease: "kube-system/ocelot-operator".into(),
+        holder: Some("op-1".into()),
+        renew_time: Some(jiff::Timestamp::from_second(now().as_second() - renewed_ago).unwrap()),
+        duration_seconds: Some(15),
+    }
+}
+
+#[test]
+fn cluster_status_counts_and_exit() {
+    let nodes = [
+        calico_node("control", "198.19.0.1"),
+        calico_node("node1", "198.19.0.2"),
+        calico_node("node2", "198.19.0.3"),
+    ];
+    let mut n1 = node1();
+    // All four of node1's sessions up; node2 has not applied its new spec.
+    n1.status.as_mut().unwrap().bgp_peers[3] = peer(
+        "198.19.15.253",
+        PeerType::NodeSpecific,
+        "up",
+        "10:58:01",
+        "Established",
+    );
+    let mut n2 = node1();
+    n2.metadata.name = Some("node2".into());
+    n2.spec.node = "node2".into();
+    n2.spec.bgp.as_mut().unwrap().ipv4_address = "198.19.0.3".parse().unwrap();
+    n2.spec.hash = "h2".into();
+    let ipam = ShowReport::default();
+    let s = ClusterStatus::compute(Some(&lease(3)), &[n1.clone(), n2], &nodes, &ipam, now());
+    assert_eq!(
+        s.leader,
+        Leader::Held {
+            holder: "op-1".into(),
+            lease: "kube-system/ocelot-operator".into(),
+            renewed_seconds_ago: 3
+        }
+    );
+    assert_eq!((s.converged, s.nodes), (1, 2));
+    // Expected per node: 2 mesh (the other two Calico Nodes) + 2 explicit.
+    assert_eq!((s.bgp_up, s.bgp_expected), (4 + 3, 8));
+    assert!(!s.converged());
+    let text = s.render();
+    assert!(
+        text.contains(
+            "Operator leader:   op-1 (Lease kube-system/ocelot-operator, renewed 3s ago)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Nodes converged:   1/2\n"), "{text}");
+    assert!(text.contains("BGP sessions up:   7/8\n"), "{text}");
+    assert!(
+        text.contains("node node2: Ocelot agent is not reporting the current state"),
+        "{text}"
+    );
+    assert!(text.contains("node node2: 3/4 BGP sessions Established; not up: 198.19.15.253 (node specific) Connect"), "{text}");
+
+    let ok = ClusterStatus::compute(Some(&lease(3)), &[n1.clone()], &nodes, &ipam, now());
+    assert!(ok.converged(), "{:?}", ok.problems);
+    assert!(ok.render().ends_with("\nEverything is converged.\n"));
+    let stale = ClusterStatus::compute(Some(&lease(60)), &[n1.clone()], &nodes, &ipam, now());
+    assert!(matches!(stale.leader, Leader::Expired { .. }));
+    assert!(!stale.converged());
+    let none = ClusterStatus::compute(None, &[n1], &nodes, &ipam, now());
+    assert_eq!(none.leader, Leader::Missing);
+    assert!(!none.converged());
+}
