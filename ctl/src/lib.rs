@@ -12,6 +12,7 @@ mod ipam;
 mod kubeconfig;
 mod node;
 mod offline;
+mod plan;
 mod read;
 mod status;
 
@@ -52,6 +53,13 @@ enum Command {
     Status,
     /// Check manifests against every single-object rule the API server enforces, without a cluster.
     Validate {
+        /// YAML or JSON file with one or more documents ("-" for standard input).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Which nodes' desired state the manifests would change, and how (a diff per node), as the
+    /// operator would compose it; applies nothing.
+    Plan {
         /// YAML or JSON file with one or more documents ("-" for standard input).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
@@ -173,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             IpamCommand::Release { ip, force } => online(ipam::release(&target, ip, force)),
         },
         Command::Status => online(status::status(&target, Format::parse(output)?)),
+        Command::Plan { file } => online(plan::plan(&target, &file, Format::parse(output)?)),
     }
 }
 

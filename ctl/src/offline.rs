@@ -6,11 +6,7 @@ use anyhow::{Context, Result};
 
 /// Checks each document of `file` ("-": standard input); one line per document, exit 1 if any is bad.
 pub fn validate(file: &Path) -> Result<ExitCode> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
+    let text = read_input(file)?;
     let docs = ocelot::manifest::parse_documents(&text)?;
     let mut bad = 0;
     for (i, doc) in docs.iter().enumerate() {
@@ -33,6 +29,15 @@ pub fn validate(file: &Path) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The text of `file`, or of standard input for "-".
+pub fn read_input(file: &Path) -> Result<String> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
 }
 
 /// Writes the CRD files into `out`, or prints them.

@@ -254,6 +254,57 @@ fn node_status_status_and_kubeconfig_handling() {
 
     kubeconfig_selection();
     cluster_status();
+    plan_without_applying();
+}
+
+/// `plan -f`: a node-specific BGPPeer changes exactly that node; a pool changes every node;
+/// nothing is written.
+fn plan_without_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("change.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: ctl-node1-tor\nspec:\n  node: ctl-node1\n  peerIP: 198.19.15.250\n  asNumber: 64601\n",
+    )
+    .unwrap();
+    let out = check(ocelotctl(["plan", "-f", file.to_str().unwrap()]), "plan -f");
+    assert!(
+        out.starts_with("1 node(s) would change: ctl-node1\n\nnode ctl-node1:\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  + bgp.peers[0].peerIP: \"198.19.15.250\"\n"),
+        "{out}"
+    );
+    let peer = ocelot_e2e::cluster::kubectl(["get", "bgppeers.projectcalico.org", "ctl-node1-tor"]);
+    assert!(!peer.status.success(), "plan applied nothing");
+
+    std::fs::write(
+        &file,
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: ctl-plan-pool\nspec:\n  cidr: 10.88.0.0/16\n  natOutgoing: true\n",
+    )
+    .unwrap();
+    let json: Value = serde_json::from_str(&check(
+        ocelotctl(["plan", "-f", file.to_str().unwrap(), "-o", "json"]),
+        "plan -o json",
+    ))
+    .unwrap();
+    let nodes: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["ctl-control", "ctl-node1", "ctl-node2"]);
+
+    std::fs::write(&file, "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: bad\nspec:\n  cidr: nonsense\n").unwrap();
+    let bad = ocelotctl(["plan", "-f", file.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("the API server would refuse 1 document(s)"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 /// `KUBECONFIG` alone, and `--context` choosing the working context of a file whose current

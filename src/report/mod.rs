@@ -11,6 +11,7 @@ use crate::ipam::{CheckReport, Ipam, IpamConfig, LivePod, ShowReport};
 
 pub mod cluster;
 pub mod node;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 

@@ -262,3 +262,81 @@ fn cluster_status_counts_and_exit() {
     assert_eq!(none.leader, Leader::Missing);
     assert!(!none.converged());
 }
+
+fn labelled_node(name: &str, ip: &str, rack: &str) -> Node {
+    let mut n = calico_node(name, ip);
+    n.metadata.labels = Some([("rack".to_string(), rack.to_string())].into());
+    n
+}
+
+fn doc(yaml: &str) -> serde_json::Value {
+    crate::manifest::parse_documents(yaml).unwrap().remove(0)
+}
+
+#[test]
+fn plan_lists_exactly_the_nodes_a_change_alters() {
+    use super::plan::{ClusterObjects, plan, render_plan};
+    let mut objs = ClusterObjects {
+        nodes: vec![
+            labelled_node("node1", "198.19.0.2", "a"),
+            labelled_node("node2", "198.19.0.3", "b"),
+        ],
+        ..ClusterObjects::default()
+    };
+    objs.apply(&doc(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: default-ipv4-ippool\nspec:\n  cidr: 198.19.16.0/21\n",
+    ))
+    .unwrap();
+    let before = objs.states();
+    assert_eq!(before.len(), 2);
+
+    // A peer for rack a: node1 only.
+    let mut peer = objs.clone();
+    peer.apply(&doc(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rack-a-tor\nspec:\n  peerIP: 198.19.15.253\n  asNumber: 64600\n  nodeSelector: rack == 'a'\n",
+    ))
+    .unwrap();
+    let changes = plan(&before, &peer.states());
+    assert_eq!(
+        changes.iter().map(|c| c.node.as_str()).collect::<Vec<_>>(),
+        ["node1"]
+    );
+    assert!(
+        changes[0]
+            .diff
+            .contains(&"+ bgp.peers[0].peerIP: \"198.19.15.253\"".to_string()),
+        "{:?}",
+        changes[0].diff
+    );
+    assert!(
+        render_plan(&changes).starts_with("1 node(s) would change: node1\n\nnode node1:\n  + bgp.")
+    );
+
+    // natOutgoing on the pool: every node's NAT list changes.
+    let mut nat = objs.clone();
+    nat.apply(&doc(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: default-ipv4-ippool\nspec:\n  cidr: 198.19.16.0/21\n  natOutgoing: true\n",
+    ))
+    .unwrap();
+    let changes = plan(&before, &nat.states());
+    assert_eq!(changes.len(), 2);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.diff == ["+ natOutgoingPools[0]: \"198.19.16.0/21\""]),
+        "{changes:?}"
+    );
+
+    // Re-applying what is there changes nothing.
+    assert_eq!(plan(&before, &objs.states()), []);
+    assert_eq!(render_plan(&[]), "No node's desired state would change.\n");
+    let err = objs
+        .apply(&doc(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+        ))
+        .unwrap_err();
+    assert!(
+        err.starts_with("ConfigMap x: nodes' desired state is composed from"),
+        "{err}"
+    );
+}
