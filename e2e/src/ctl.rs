@@ -65,6 +65,22 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts the run failed with exit code 1 and said `needle` on stderr.
+#[track_caller]
+pub fn assert_fails_with(out: &Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1; stderr: {}",
+        stderr(out)
+    );
+    assert!(
+        stderr(out).contains(needle),
+        "stderr lacks {needle:?}: {}",
+        stderr(out)
+    );
+}
+
 /// `kubectl apply` of an object serialised as JSON.
 pub fn apply_object<T: Serialize>(obj: &T, what: &str) {
     let json = serde_json::to_string(obj).expect("object serialises");

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ocelot::api::ipam::IPAMBlockSpec;
 use ocelot::ipam::{Attr, Block, host_affinity};
 use ocelot_e2e::cluster::check;
-use ocelot_e2e::ctl::{get_block, ipam_block, ocelotctl, stderr, stdout};
+use ocelot_e2e::ctl::{assert_fails_with, get_block, ipam_block, ocelotctl, stderr, stdout};
 use ocelot_e2e::operator::{apply, namespace, pod, register_node};
 use serde_json::Value;
 
@@ -171,20 +171,12 @@ fn ipam_show_check_release() {
     // release: a live pod's address is refused and the block is not written.
     let before = get_block(LIVE_BLOCK);
     let refused = ocelotctl(["ipam", "release", "--ip", "10.77.0.0"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused)
-            .contains("10.77.0.0 is in use by pod ctl-ns/alive (handle k8s-pod-network.alive)")
-            && stderr(&refused).contains("--force"),
-        "{}",
-        stderr(&refused)
+    assert_fails_with(
+        &refused,
+        "10.77.0.0 is in use by pod ctl-ns/alive (handle k8s-pod-network.alive); delete that first, or pass --force",
     );
     let wg = ocelotctl(["ipam", "release", "--ip", "10.77.0.2"]);
-    assert!(
-        stderr(&wg).contains("node ctl-ipam-node (tunnel address)"),
-        "{}",
-        stderr(&wg)
-    );
+    assert_fails_with(&wg, "node ctl-ipam-node (tunnel address)");
     assert_eq!(
         get_block(LIVE_BLOCK).metadata.resource_version,
         before.metadata.resource_version
@@ -236,9 +228,5 @@ fn ipam_show_check_release() {
     assert_eq!(show_matches_blocks(), 2);
 
     let again = ocelotctl(["ipam", "release", "--ip", "10.77.0.0"]);
-    assert!(
-        stderr(&again).contains("10.77.0.0 is not allocated in block 10.77.0.0/26"),
-        "{}",
-        stderr(&again)
-    );
+    assert_fails_with(&again, "10.77.0.0 is not allocated in block 10.77.0.0/26");
 }

@@ -11,7 +11,9 @@ use ocelot::api::nodestate::{
     PeerType,
 };
 use ocelot_e2e::cluster::{self, check};
-use ocelot_e2e::ctl::{apply_object, kubectl_ocelot, node_state, ocelotctl, stderr, stdout};
+use ocelot_e2e::ctl::{
+    apply_object, assert_fails_with, kubectl_ocelot, node_state, ocelotctl, stderr, stdout,
+};
 use ocelot_e2e::operator::apply;
 use serde_json::Value;
 
@@ -121,24 +123,12 @@ fn node1_peers() -> Vec<BGPPeerStatusEntry> {
     ]
 }
 
-/// The seed's second `calicoctl node status` screen plus the node-specific row.
-const NODE1_SCREEN: &str = "\
-Ocelot agent is running.
-
-IPv4 BGP status
-+---------------+-------------------+-------+----------+-------------+
-| PEER ADDRESS  |     PEER TYPE     | STATE |  SINCE   |    INFO     |
-+---------------+-------------------+-------+----------+-------------+
-| 198.19.0.1    | node-to-node mesh | up    | 22:05:49 | Established |
-| 198.19.0.3    | node-to-node mesh | up    | 22:06:03 | Established |
-| 198.19.15.254 | global            | up    | 10:58:02 | Established |
-| 198.19.15.253 | node specific     | up    | 10:58:07 | Established |
-+---------------+-------------------+-------+----------+-------------+
-
-IPv6 BGP status
-No IPv6 peers found.
-
-";
+/// The seed's second `calicoctl node status` screen plus the node-specific row (the fixture the
+/// core's unit test pins too).
+fn node1_screen() -> String {
+    let p = cluster::repo_root().join("tests/fixtures/ctl/node-status-node1.txt");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
 
 fn setup() {
     for (name, ip) in NODES {
@@ -195,7 +185,7 @@ fn node_status_status_and_kubeconfig_handling() {
     // The exact screen, from any machine, and the same through kubectl's plugin lookup.
     let out = ocelotctl(["node", "status", "ctl-node1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), NODE1_SCREEN, "\n{}", stdout(&out));
+    assert_eq!(stdout(&out), node1_screen(), "\n{}", stdout(&out));
     let plugin = kubectl_ocelot(["node", "status", "ctl-node1"]);
     assert!(
         plugin.status.success(),
@@ -244,12 +234,9 @@ fn node_status_status_and_kubeconfig_handling() {
     );
 
     let missing = ocelotctl(["node", "status", "no-such-node"]);
-    assert!(!missing.status.success());
-    assert!(
-        stderr(&missing)
-            .contains("no NodeNetworkState no-such-node: is no-such-node a node of this cluster"),
-        "{}",
-        stderr(&missing)
+    assert_fails_with(
+        &missing,
+        "no NodeNetworkState no-such-node: is no-such-node a node of this cluster",
     );
 
     kubeconfig_selection();
@@ -299,12 +286,7 @@ fn plan_without_applying() {
 
     std::fs::write(&file, "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: bad\nspec:\n  cidr: nonsense\n").unwrap();
     let bad = ocelotctl(["plan", "-f", file.to_str().unwrap()]);
-    assert!(!bad.status.success());
-    assert!(
-        stderr(&bad).contains("the API server would refuse 1 document(s)"),
-        "{}",
-        stderr(&bad)
-    );
+    assert_fails_with(&bad, "the API server would refuse 1 document(s)");
 }
 
 /// `KUBECONFIG` alone, and `--context` choosing the working context of a file whose current
@@ -340,7 +322,7 @@ fn kubeconfig_selection() {
     );
     assert_eq!(
         stdout(&env_only),
-        NODE1_SCREEN,
+        node1_screen(),
         "KUBECONFIG: {}",
         stderr(&env_only)
     );
@@ -359,37 +341,19 @@ fn kubeconfig_selection() {
     );
     assert_eq!(
         stdout(&by_context),
-        NODE1_SCREEN,
+        node1_screen(),
         "--context: {}",
         stderr(&by_context)
     );
     let current = run(&["--kubeconfig", k, "node", "status", "ctl-node1"], None);
-    assert!(
-        !current.status.success(),
-        "the current context's server is unreachable"
-    );
-    assert!(
-        stderr(&current).contains("reading NodeNetworkState ctl-node1"),
-        "{}",
-        stderr(&current)
-    );
+    assert_fails_with(&current, "reading NodeNetworkState ctl-node1");
     let unknown = run(
         &["--kubeconfig", k, "--context", "typo", "node", "status"],
         None,
     );
-    assert!(!unknown.status.success());
-    assert!(
-        stderr(&unknown).contains("--context"),
-        "{}",
-        stderr(&unknown)
-    );
+    assert_fails_with(&unknown, "--context");
     let none = run(&["node", "status"], None);
-    assert!(!none.status.success());
-    assert!(
-        stderr(&none).contains("pass --kubeconfig FILE or set KUBECONFIG"),
-        "{}",
-        stderr(&none)
-    );
+    assert_fails_with(&none, "pass --kubeconfig FILE or set KUBECONFIG");
 }
 
 /// `status`: leader from the Lease, 1/2 converged and exit 1; 2/2 and exit 0 once node2 catches up.
