@@ -3,17 +3,10 @@
 //! calicoctl's exact table for a node with mesh, global and node-specific sessions; `kubectl
 //! ocelot` printing the same; kubeconfig selection (`--kubeconfig`, `KUBECONFIG`, `--context`);
 //! `-o json`; and `status` exiting 1 until every node runs its current spec.
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use ocelot::api::NodeNetworkState;
-use ocelot::api::node::{Node, NodeBGPSpec, NodeSpec};
-use ocelot::api::nodestate::{
-    BGPPeerStatusEntry, BGPPeerTarget, NodeBGPState, NodeNetworkStateSpec, NodeNetworkStateStatus,
-    PeerType,
-};
+use ocelot::api::nodestate::NodeNetworkStateStatus;
 use ocelot_e2e::cluster::{self, check};
-use ocelot_e2e::ctl::{
-    apply_object, assert_fails_with, kubectl_ocelot, node_state, ocelotctl, stderr, stdout,
-};
+use ocelot_e2e::ctl::{assert_fails_with, kubectl_ocelot, node_state, ocelotctl, stderr, stdout};
 use ocelot_e2e::operator::apply;
 use serde_json::Value;
 
@@ -23,104 +16,34 @@ const NODES: [(&str, &str); 3] = [
     ("ctl-node2", "198.19.0.3"),
 ];
 
-fn ready(ok: bool) -> Vec<Condition> {
-    vec![Condition {
-        type_: "Ready".into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: if ok { "Applied" } else { "NotApplied" }.into(),
-        message: "test".into(),
-        observed_generation: Some(1),
-        last_transition_time: Time(jiff::Timestamp::now()),
-    }]
+/// The fixture node1 (spec as the operator writes it, status as its agent reports it) as node
+/// `name` at `ip` with spec hash `hash`.
+fn state(name: &str, ip: &str, hash: &str) -> (NodeNetworkState, NodeNetworkStateStatus) {
+    let p = cluster::repo_root().join("tests/fixtures/ctl/nns-node1.yaml");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut n: NodeNetworkState = serde_yaml::from_str(&text).expect("fixture parses");
+    n.metadata.name = Some(name.into());
+    n.metadata.generation = None;
+    n.spec.node = name.into();
+    n.spec.hash = hash.into();
+    n.spec.bgp.as_mut().expect("fixture has BGP").ipv4_address = ip.parse().unwrap();
+    let status = n.status.take().expect("fixture has a status");
+    (n, status)
 }
 
-fn peer(ip: &str, t: PeerType, since: &str, state: &str, info: &str) -> BGPPeerStatusEntry {
-    BGPPeerStatusEntry {
-        peer_ip: ip.into(),
-        peer_type: t,
-        state: state.into(),
-        since: Some(since.into()),
-        info: Some(info.into()),
+/// node2: its mesh peers are control and node1. Before catching up its agent still runs the
+/// previous spec, the global session is Active and the node-specific one is not reported.
+fn node2(caught_up: bool) {
+    let (n, mut s) = state("ctl-node2", "198.19.0.3", "h2");
+    s.bgp_peers[1].peer_ip = "198.19.0.2".into();
+    if caught_up {
+        s.applied_hash = Some("h2".into());
+    } else {
+        s.bgp_peers[2].state = "start".into();
+        s.bgp_peers[2].info = Some("Active".into());
+        s.bgp_peers.pop();
     }
-}
-
-/// The node's spec: in the mesh, the seed's global peer and a node-specific rack router.
-fn spec(node: &str, ip: &str, hash: &str) -> NodeNetworkState {
-    let target = |name: &str, addr: &str, t: PeerType| BGPPeerTarget {
-        name: name.into(),
-        source: name.into(),
-        peer_ip: addr.parse().unwrap(),
-        as_number: 64512,
-        peer_type: t,
-        ..BGPPeerTarget::default()
-    };
-    NodeNetworkState::new(
-        node,
-        NodeNetworkStateSpec {
-            node: node.into(),
-            hash: hash.into(),
-            bgp: Some(NodeBGPState {
-                as_number: 64512,
-                ipv4_address: ip.parse().unwrap(),
-                mesh: true,
-                listen_port: 179,
-                default_as_number: 64512,
-                peers: vec![
-                    target("Global_198_19_15_254", "198.19.15.254", PeerType::Global),
-                    target(
-                        "Node_198_19_15_253",
-                        "198.19.15.253",
-                        PeerType::NodeSpecific,
-                    ),
-                ],
-                ..NodeBGPState::default()
-            }),
-            ..NodeNetworkStateSpec::default()
-        },
-    )
-}
-
-fn status(hash: &str, ok: bool, peers: Vec<BGPPeerStatusEntry>) -> NodeNetworkStateStatus {
-    NodeNetworkStateStatus {
-        observed_generation: Some(1),
-        applied_hash: Some(hash.into()),
-        conditions: ready(ok),
-        bgp_peers: peers,
-        ..NodeNetworkStateStatus::default()
-    }
-}
-
-fn node1_peers() -> Vec<BGPPeerStatusEntry> {
-    vec![
-        peer(
-            "198.19.0.1",
-            PeerType::NodeMesh,
-            "22:05:49",
-            "up",
-            "Established",
-        ),
-        peer(
-            "198.19.0.3",
-            PeerType::NodeMesh,
-            "22:06:03",
-            "up",
-            "Established",
-        ),
-        peer(
-            "198.19.15.254",
-            PeerType::Global,
-            "10:58:02",
-            "up",
-            "Established",
-        ),
-        peer(
-            "198.19.15.253",
-            PeerType::NodeSpecific,
-            "10:58:07",
-            "up",
-            "Established",
-        ),
-    ]
+    node_state(&n, &s);
 }
 
 /// The seed's second `calicoctl node status` screen plus the node-specific row (the fixture the
@@ -132,50 +55,13 @@ fn node1_screen() -> String {
 
 fn setup() {
     for (name, ip) in NODES {
-        let n = Node::new(
-            name,
-            NodeSpec {
-                bgp: Some(NodeBGPSpec {
-                    ipv4_address: Some(format!("{ip}/20")),
-                    ..NodeBGPSpec::default()
-                }),
-                ..NodeSpec::default()
-            },
-        );
-        apply_object(&n, &format!("apply Calico Node {name}"));
+        apply(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  bgp:\n    ipv4Address: {ip}/20\n"
+        ));
     }
-    node_state(
-        &spec("ctl-node1", "198.19.0.2", "h1"),
-        &status("h1", true, node1_peers()),
-    );
-    // node2's agent still runs the previous spec, and one session is not up.
-    let node2_peers = vec![
-        peer(
-            "198.19.0.1",
-            PeerType::NodeMesh,
-            "22:05:50",
-            "up",
-            "Established",
-        ),
-        peer(
-            "198.19.0.2",
-            PeerType::NodeMesh,
-            "22:06:03",
-            "up",
-            "Established",
-        ),
-        peer(
-            "198.19.15.254",
-            PeerType::Global,
-            "10:58:03",
-            "start",
-            "Active",
-        ),
-    ];
-    node_state(
-        &spec("ctl-node2", "198.19.0.3", "h2"),
-        &status("h1", true, node2_peers),
-    );
+    let (n1, s1) = state("ctl-node1", "198.19.0.2", "h1");
+    node_state(&n1, &s1);
+    node2(false);
 }
 
 #[test]
@@ -229,7 +115,7 @@ fn node_status_status_and_kubeconfig_handling() {
         "{n2}"
     );
     assert!(
-        n2.contains("| 198.19.15.254 | global            | start | 10:58:03 | Active      |"),
+        n2.contains("| 198.19.15.254 | global            | start | 10:58:02 | Active      |"),
         "{n2}"
     );
 
@@ -386,18 +272,7 @@ fn cluster_status() {
         "{text}"
     );
 
-    let mut peers = node1_peers();
-    peers[1] = peer(
-        "198.19.0.2",
-        PeerType::NodeMesh,
-        "22:06:03",
-        "up",
-        "Established",
-    );
-    node_state(
-        &spec("ctl-node2", "198.19.0.3", "h2"),
-        &status("h2", true, peers),
-    );
+    node2(true);
     let out = ocelotctl(["status", "-o", "json"]);
     let json: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));

@@ -2,12 +2,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
-use crate::api::node::{Node, NodeBGPSpec, NodeSpec};
-use crate::api::nodestate::{
-    BGPPeerStatusEntry, BGPPeerTarget, NodeBGPState, NodeNetworkStateSpec, NodeNetworkStateStatus,
-    PeerType,
-};
+use crate::api::nodestate::{BGPPeerStatusEntry, PeerType};
 use crate::api::{Condition, NodeNetworkState};
+use crate::testutil::calico_node;
 
 fn peer(ip: &str, t: PeerType, state: &str, since: &str, info: &str) -> BGPPeerStatusEntry {
     BGPPeerStatusEntry {
@@ -30,80 +27,10 @@ fn cond(type_: &str, status: &str, reason: &str) -> Condition {
     }
 }
 
-fn target(name: &str, ip: &str, t: PeerType) -> BGPPeerTarget {
-    BGPPeerTarget {
-        name: name.into(),
-        source: name.into(),
-        peer_ip: ip.parse().unwrap(),
-        peer_type: t,
-        ..BGPPeerTarget::default()
-    }
-}
-
-/// node1 as the seed has it after the BGPPeer step, plus a node-specific session, agent Ready.
+/// node1 as the seed has it after the BGPPeer step, plus a node-specific session, agent Ready
+/// (the fixture the e2e test writes into the API server).
 fn node1() -> NodeNetworkState {
-    let mut n = NodeNetworkState::new(
-        "node1",
-        NodeNetworkStateSpec {
-            node: "node1".into(),
-            hash: "h1".into(),
-            bgp: Some(NodeBGPState {
-                ipv4_address: "198.19.0.2".parse().unwrap(),
-                mesh: true,
-                peers: vec![
-                    target("Global_198_19_15_254", "198.19.15.254", PeerType::Global),
-                    target(
-                        "Node_198_19_15_253",
-                        "198.19.15.253",
-                        PeerType::NodeSpecific,
-                    ),
-                ],
-                ..NodeBGPState::default()
-            }),
-            ..NodeNetworkStateSpec::default()
-        },
-    );
-    n.metadata.generation = Some(1);
-    n.status = Some(NodeNetworkStateStatus {
-        observed_generation: Some(1),
-        applied_hash: Some("h1".into()),
-        conditions: vec![
-            cond("BGP", "True", "Established"),
-            cond("Ready", "True", "Applied"),
-        ],
-        bgp_peers: vec![
-            peer(
-                "198.19.0.1",
-                PeerType::NodeMesh,
-                "up",
-                "22:05:49",
-                "Established",
-            ),
-            peer(
-                "198.19.0.3",
-                PeerType::NodeMesh,
-                "up",
-                "22:06:03",
-                "Established",
-            ),
-            peer(
-                "198.19.15.254",
-                PeerType::Global,
-                "up",
-                "10:58:02",
-                "Established",
-            ),
-            peer(
-                "198.19.15.253",
-                PeerType::NodeSpecific,
-                "up",
-                "10:58:07",
-                "Established",
-            ),
-        ],
-        ..NodeNetworkStateStatus::default()
-    });
-    n
+    serde_yaml::from_str(include_str!("../../tests/fixtures/ctl/nns-node1.yaml")).unwrap()
 }
 
 #[test]
@@ -170,19 +97,6 @@ fn ipv6_sessions_get_their_own_table() {
     assert!(text.contains("| fd00::1      | global    |"), "{text}");
 }
 
-fn calico_node(name: &str, ip: &str) -> Node {
-    Node::new(
-        name,
-        NodeSpec {
-            bgp: Some(NodeBGPSpec {
-                ipv4_address: Some(format!("{ip}/20")),
-                ..NodeBGPSpec::default()
-            }),
-            ..NodeSpec::default()
-        },
-    )
-}
-
 fn now() -> jiff::Timestamp {
     "2026-12-03T10:00:00Z".parse().unwrap()
 }
@@ -199,9 +113,9 @@ fn lease(renewed_ago: i64) -> LeaseInfo {
 #[test]
 fn cluster_status_counts_and_exit() {
     let nodes = [
-        calico_node("control", "198.19.0.1"),
-        calico_node("node1", "198.19.0.2"),
-        calico_node("node2", "198.19.0.3"),
+        calico_node("control", "198.19.0.1", &[]),
+        calico_node("node1", "198.19.0.2", &[]),
+        calico_node("node2", "198.19.0.3", &[]),
     ];
     // All four of node1's sessions up; node2 has not applied its new spec.
     let n1 = node1();
@@ -251,12 +165,6 @@ fn cluster_status_counts_and_exit() {
     assert!(!none.converged());
 }
 
-fn labelled_node(name: &str, ip: &str, rack: &str) -> Node {
-    let mut n = calico_node(name, ip);
-    n.metadata.labels = Some([("rack".to_string(), rack.to_string())].into());
-    n
-}
-
 fn doc(yaml: &str) -> serde_json::Value {
     crate::manifest::parse_documents(yaml).unwrap().remove(0)
 }
@@ -266,8 +174,8 @@ fn plan_lists_exactly_the_nodes_a_change_alters() {
     use super::plan::{ClusterObjects, plan, render_plan};
     let mut objs = ClusterObjects {
         nodes: vec![
-            labelled_node("node1", "198.19.0.2", "a"),
-            labelled_node("node2", "198.19.0.3", "b"),
+            calico_node("node1", "198.19.0.2", &[("rack", "a")]),
+            calico_node("node2", "198.19.0.3", &[("rack", "b")]),
         ],
         ..ClusterObjects::default()
     };
