@@ -154,10 +154,22 @@ fn cluster_status_counts_and_exit() {
     );
     assert!(text.contains("node node2: 3/4 BGP sessions Established; not up: 198.19.15.253 (node specific) Connect"), "{text}");
 
-    let ok = ClusterStatus::compute(Some(&lease(3)), &[n1.clone()], &nodes, &ipam, now());
+    let ok = ClusterStatus::compute(
+        Some(&lease(3)),
+        std::slice::from_ref(&n1),
+        &nodes,
+        &ipam,
+        now(),
+    );
     assert!(ok.converged(), "{:?}", ok.problems);
     assert!(ok.render().ends_with("\nEverything is converged.\n"));
-    let stale = ClusterStatus::compute(Some(&lease(60)), &[n1.clone()], &nodes, &ipam, now());
+    let stale = ClusterStatus::compute(
+        Some(&lease(60)),
+        std::slice::from_ref(&n1),
+        &nodes,
+        &ipam,
+        now(),
+    );
     assert!(matches!(stale.leader, Leader::Expired { .. }));
     assert!(!stale.converged());
     let none = ClusterStatus::compute(None, &[n1], &nodes, &ipam, now());
