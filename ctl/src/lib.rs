@@ -90,7 +90,8 @@ enum IpamCommand {
         #[arg(long)]
         show_blocks: bool,
     },
-    /// Find leaked addresses and orphaned blocks (compares blocks with pods and nodes).
+    /// Find leaked addresses and orphaned blocks (compares blocks with pods and nodes). Exits 1
+    /// when it finds anything.
     Check,
     /// Release one address (refused while a live pod or node holds it, unless --force).
     Release {
@@ -139,9 +140,23 @@ impl Format {
     }
 }
 
-/// Runs the command line of this process.
+/// Runs the command line of this process. Run as `kubectl-ocelot` (kubectl's plugin lookup),
+/// help and usage say `kubectl ocelot`.
 pub fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    use clap::{CommandFactory, FromArgMatches};
+    let plugin = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .is_some_and(|p| p.file_name().is_some_and(|n| n == "kubectl-ocelot"));
+    let mut command = Cli::command();
+    if plugin {
+        command = command.bin_name("kubectl ocelot");
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

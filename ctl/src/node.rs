@@ -21,10 +21,14 @@ pub async fn status(target: &Target, node: Option<&str>, format: Format) -> Resu
             ),
         },
         None => {
-            let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            match read::node_state(&client, here.trim()).await? {
-                Some(s) if !here.trim().is_empty() => vec![s],
-                _ => read::list(&client, "NodeNetworkStates (ocelot.dev/v1alpha1)").await?,
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let here = match host.trim() {
+                "" => None,
+                h => read::node_state(&client, h).await?,
+            };
+            match here {
+                Some(s) => vec![s],
+                None => read::list(&client, "NodeNetworkStates (ocelot.dev/v1alpha1)").await?,
             }
         }
     };

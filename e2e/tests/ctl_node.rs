@@ -79,6 +79,21 @@ fn node_status_status_and_kubeconfig_handling() {
         stderr(&plugin)
     );
     assert_eq!(stdout(&plugin), stdout(&out));
+    let help = check(kubectl_ocelot(["--help"]), "kubectl ocelot --help");
+    assert!(
+        help.contains("Usage: kubectl ocelot [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+
+    // Without a name (this machine is no node): every node, each under its name.
+    let all = check(ocelotctl(["node", "status"]), "node status");
+    assert!(
+        all.starts_with(&format!(
+            "Node ctl-node1:\n{}Node ctl-node2:\n",
+            node1_screen()
+        )),
+        "{all}"
+    );
 
     // Machine-readable: one entry per session, with calicoctl's peer type names.
     let json: Value = serde_json::from_str(&check(
