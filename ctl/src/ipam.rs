@@ -3,10 +3,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use ocelot::api::IPAMBlock;
-use ocelot::ipam::WriteKind;
+use ocelot::ipam::{BlockWrite, WriteKind};
 use ocelot::report::{check_json, show_json};
 
 use crate::read;
@@ -62,8 +63,20 @@ pub async fn release(target: &Target, address: IpAddr, force: bool) -> Result<Ex
         .iter()
         .find(|b| b.metadata.name.as_deref() == Some(w.name.as_str()))
         .ok_or_else(|| anyhow!("IPAMBlock {} vanished while releasing {address}", w.name))?;
+    write_block(&client, stored, w).await?;
+    if let Some(holder) = &r.holder {
+        eprintln!("warning: released with --force; {holder} still uses {address}");
+    }
+    println!("Successfully released IP address {address}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one block write of a release, conditional on the version of `stored` (the object the
+/// release was computed from): a replace with its resourceVersion, or a delete with it as the
+/// precondition. A newer version in the API fails the write and releases nothing.
+pub async fn write_block(client: &Client, stored: &IPAMBlock, w: &BlockWrite) -> Result<()> {
     let rv = stored.metadata.resource_version.clone();
-    let api: Api<IPAMBlock> = Api::all(client);
+    let api: Api<IPAMBlock> = Api::all(client.clone());
     let conflict = |e: kube::Error| match &e {
         kube::Error::Api(s) if s.code == 409 => anyhow!(
             "IPAMBlock {} changed after it was read (another writer won the compare-and-swap); \
@@ -95,16 +108,10 @@ pub async fn release(target: &Target, address: IpAddr, force: bool) -> Result<Ex
             };
             api.delete(&w.name, &dp).await.map_err(conflict)?;
         }
-        WriteKind::Create => {
-            return Err(anyhow!(
-                "internal error: releasing {address} asked to create IPAMBlock {}; nothing was written",
-                w.name
-            ));
-        }
+        WriteKind::Create => bail!(
+            "internal error: a release asked to create IPAMBlock {}; nothing was written",
+            w.name
+        ),
     }
-    if let Some(holder) = &r.holder {
-        eprintln!("warning: released with --force; {holder} still uses {address}");
-    }
-    println!("Successfully released IP address {address}");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

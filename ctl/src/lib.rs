@@ -16,6 +16,7 @@ mod plan;
 mod read;
 mod status;
 
+pub use ipam::write_block;
 pub use kubeconfig::Target;
 
 /// Ocelot command-line tool: Calico's `calicoctl` views of an Ocelot cluster, read from the API.

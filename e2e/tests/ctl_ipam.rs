@@ -2,12 +2,13 @@
 //! the agents write them: the numbers equal the blocks' allocations; `check` reports a
 //! deliberately leaked address (its pod is gone) and a deliberately orphaned block (its node is
 //! gone); `release` refuses a live pod's address, releases a leaked one, and with `--force` the
-//! live one, each a conditional replace of the block.
+//! live one, each a conditional replace of the block that fails against a newer version.
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ocelot::api::ipam::IPAMBlockSpec;
-use ocelot::ipam::{Attr, Block, host_affinity};
-use ocelot_e2e::cluster::check;
+use ocelot::ipam::{Attr, Block, Ipam, IpamConfig, host_affinity};
+use ocelot_e2e::cluster::{check, client, kubectl};
 use ocelot_e2e::ctl::{assert_fails_with, get_block, ipam_block, ocelotctl, stderr, stdout};
 use ocelot_e2e::operator::{apply, namespace, pod, register_node};
 use serde_json::Value;
@@ -138,10 +139,46 @@ fn show_matches_blocks() -> usize {
     live + ghost
 }
 
+/// The release write is a compare-and-swap: computed from a version another writer has replaced
+/// since, it fails and releases nothing.
+fn stale_write_is_refused() {
+    let stale = get_block(LIVE_BLOCK);
+    let mut ipam = Ipam::new(IpamConfig::default());
+    ipam.observe_block(&stale.spec).unwrap();
+    let leaked: IpAddr = "10.77.0.1".parse().unwrap();
+    let r = ipam
+        .release_checked(leaked, &[], &HashSet::new(), false)
+        .unwrap();
+    // Another writer: any change gives the object a new resourceVersion.
+    check(
+        kubectl([
+            "label",
+            "ipamblocks.projectcalico.org",
+            LIVE_BLOCK,
+            "ctl-test=bumped",
+        ]),
+        "label the block",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(async { ocelot_ctl::write_block(&client().await, &stale, &r.write).await })
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("IPAMBlock 10-77-0-0-26 changed after it was read"),
+        "{err:#}"
+    );
+    assert_eq!(get_block(LIVE_BLOCK).spec, stale.spec, "nothing released");
+}
+
 #[test]
 fn ipam_show_check_release() {
     setup();
     assert_eq!(show_matches_blocks(), 4);
+    stale_write_is_refused();
 
     // check: the deleted pod's address leaked, the ghost node's block orphaned; exit 1.
     let dir = tempfile::tempdir().unwrap();
