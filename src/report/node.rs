@@ -11,7 +11,8 @@ use crate::bgp::render_bgp_status;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "detail")]
 pub enum AgentState {
-    /// Status written, the current spec applied, Ready True.
+    /// Status written, the current spec applied, Ready True (sessions may still be down: the
+    /// table shows them).
     Running,
     /// The node's agent has written no status at all.
     NotReporting,
@@ -22,7 +23,7 @@ pub enum AgentState {
         /// Hash of the current spec.
         desired: String,
     },
-    /// The current spec is applied but Ready is not True: the conditions that are not True.
+    /// The current spec is applied but Ready is not True: the other conditions that are not True.
     NotReady(Vec<String>),
 }
 
@@ -42,23 +43,25 @@ impl AgentState {
                 desired: nns.spec.hash.clone(),
             };
         }
-        let ready = status
+        // Ready is the agent's verdict on the whole spec; a session that is not up is only BGP's
+        // own condition (the table shows it), as in the agent.
+        if status
             .conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let not_true: Vec<String> = status
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
+            return AgentState::Running;
+        }
+        let mut why: Vec<String> = status
             .conditions
             .iter()
             .filter(|c| c.status != "True" && c.type_ != "Ready")
             .map(|c| format!("{} {}: {}", c.type_, c.reason, c.message))
             .collect();
-        if ready && not_true.is_empty() {
-            AgentState::Running
-        } else if not_true.is_empty() {
-            AgentState::NotReady(vec!["Ready condition is not True".into()])
-        } else {
-            AgentState::NotReady(not_true)
+        if why.is_empty() {
+            why.push("no Ready condition is True".into());
         }
+        AgentState::NotReady(why)
     }
 
     /// The line calicoctl prints as "Calico process is running.".

@@ -55,6 +55,9 @@ fn node_status_screen_is_calicoctls_layout() {
 fn process_line_follows_the_agents_status() {
     let mut n = node1();
     assert_eq!(AgentState::of(&n), AgentState::Running);
+    // A session down is BGP's own condition: the agent still runs the spec.
+    n.status.as_mut().unwrap().conditions[0] = cond("BGP", "False", "SessionsNotEstablished");
+    assert_eq!(AgentState::of(&n), AgentState::Running);
     n.status.as_mut().unwrap().conditions[0] = cond("BGP", "False", "BirdFailed");
     n.status.as_mut().unwrap().conditions[1] = cond("Ready", "False", "NotApplied");
     assert_eq!(
