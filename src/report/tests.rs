@@ -157,15 +157,32 @@ fn cluster_status_counts_and_exit() {
     );
     assert!(text.contains("node node2: 3/4 BGP sessions Established; not up: 198.19.15.253 (node specific) Connect"), "{text}");
 
+    let pool: crate::api::IPPool = serde_yaml::from_str(
+        "metadata: {name: default-ipv4-ippool}\nspec: {cidr: 198.19.16.0/21}\n",
+    )
+    .unwrap();
+    let block = crate::api::IPAMBlock::new(
+        "198-19-22-128-26",
+        crate::ipam::Block::new("198.19.22.128/26".parse().unwrap(), None, None, 1).to_spec(),
+    );
+    let (loaded, skipped) = load_ipam(&[pool], &[block]);
+    assert!(skipped.is_empty(), "{skipped:?}");
     let ok = ClusterStatus::compute(
         Some(&lease(3)),
         std::slice::from_ref(&n1),
         &nodes,
-        &ipam,
+        &loaded.show(),
         now(),
     );
     assert!(ok.converged(), "{:?}", ok.problems);
-    assert!(ok.render().ends_with("\nEverything is converged.\n"));
+    let text = ok.render();
+    assert!(
+        text.ends_with(
+            "IP pools:          1\n  default-ipv4-ippool 198.19.16.0/21: 1 blocks, 0 (0%) of 2048 \
+             addresses in use\n\nEverything is converged.\n"
+        ),
+        "{text}"
+    );
     let stale = ClusterStatus::compute(
         Some(&lease(60)),
         std::slice::from_ref(&n1),
@@ -175,9 +192,31 @@ fn cluster_status_counts_and_exit() {
     );
     assert!(matches!(stale.leader, Leader::Expired { .. }));
     assert!(!stale.converged());
-    let none = ClusterStatus::compute(None, &[n1], &nodes, &ipam, now());
+    let none = ClusterStatus::compute(None, std::slice::from_ref(&n1), &nodes, &ipam, now());
     assert_eq!(none.leader, Leader::Missing);
     assert!(!none.converged());
+
+    // WireGuard on: ready only once the agent's WireGuard condition is True.
+    let mut wg = n1;
+    wg.spec.dataplane.wireguard_enabled = true;
+    let s = ClusterStatus::compute(
+        Some(&lease(3)),
+        std::slice::from_ref(&wg),
+        &nodes,
+        &ipam,
+        now(),
+    );
+    assert_eq!((s.wireguard_ready, s.wireguard_enabled), (0, 1));
+    assert_eq!(s.problems, ["node node1: WireGuard is on but not ready"]);
+    assert!(s.render().contains("WireGuard ready:   0/1\n"));
+    wg.status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .push(cond("WireGuard", "True", "Ready"));
+    let s = ClusterStatus::compute(Some(&lease(3)), &[wg], &nodes, &ipam, now());
+    assert_eq!((s.wireguard_ready, s.wireguard_enabled), (1, 1));
+    assert!(s.converged(), "{:?}", s.problems);
 }
 
 fn doc(yaml: &str) -> serde_json::Value {
