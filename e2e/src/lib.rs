@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod ctl;
 pub mod daemon;
 pub mod helm;
 pub mod kubelab;

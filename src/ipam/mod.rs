@@ -12,6 +12,7 @@ pub mod gc;
 mod gorand;
 mod gorand_cooked;
 pub mod pool;
+pub mod release;
 pub mod report;
 mod stamp;
 
@@ -33,6 +34,7 @@ pub use pool::{
     ANNOTATION_IP_ADDRS, ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS, FamilyPools, PodContext,
     Pool, PoolSelection, check_annotations,
 };
+pub use release::{Release, ReleaseRefused};
 pub use report::{BlockUsage, CheckReport, PoolUsage, ShowReport};
 pub use stamp::{go_utc_string, rfc3339};
 

@@ -80,6 +80,8 @@ pub struct CheckReport {
     pub handles_with_addresses: usize,
     /// Blocks outside every pool.
     pub orphaned_blocks: Vec<IpNet>,
+    /// Blocks whose `host:<node>` affinity names a node that does not exist: (block, node).
+    pub blocks_of_missing_nodes: Vec<(IpNet, String)>,
     /// Pairs of blocks that overlap.
     pub overlapping_blocks: Vec<(IpNet, IpNet)>,
     /// Blocks of a pool whose prefix differs from the pool's blockSize: (block, pool, blockSize).
@@ -100,6 +102,7 @@ impl CheckReport {
     /// Number of Ocelot's extra findings (not part of [`CheckReport::problems`]).
     pub fn extra_findings(&self) -> usize {
         self.orphaned_blocks.len()
+            + self.blocks_of_missing_nodes.len()
             + self.overlapping_blocks.len()
             + self.wrong_size_blocks.len()
             + self.duplicate_allocations.len()
@@ -161,6 +164,14 @@ impl CheckReport {
         );
         for b in &self.orphaned_blocks {
             let _ = writeln!(w, "    {b}");
+        }
+        let _ = writeln!(
+            w,
+            "  {} blocks affine to a node that does not exist",
+            self.blocks_of_missing_nodes.len()
+        );
+        for (b, n) in &self.blocks_of_missing_nodes {
+            let _ = writeln!(w, "    {b} (host:{n})");
         }
         let _ = writeln!(
             w,
@@ -291,6 +302,9 @@ impl Ipam {
         let mut overlapping: Vec<(IpNet, IpNet)> = Vec::new();
         for (k, b) in self.entries() {
             let cidr = b.cidr();
+            if let Some(n) = b.node().filter(|n| !nodes.contains(*n)) {
+                r.blocks_of_missing_nodes.push((cidr, n.to_string()));
+            }
             match self.pool_of(&cidr) {
                 None => r.orphaned_blocks.push(cidr),
                 Some(p) if p.block_size != cidr.prefix_len() => {

@@ -528,3 +528,4 @@ fn invalid_pools_are_refused() {
 mod block;
 mod fidelity;
 mod gc_report;
+mod release;
