@@ -306,6 +306,7 @@ operator:
   logLevel: debug
 agent:
   podMTU: 1410
+kubernetesServiceEndpoint: {host: 198.19.0.1, port: 6443}
 metrics:
   serviceMonitor:
     enabled: true

@@ -40,6 +40,46 @@ fn lint_strict_passes_with_default_and_full_values() {
     );
 }
 
+/// Both daemons run before pod networking exists: on the host network, and (when set) with the
+/// API server's own address instead of the `kubernetes` Service, which needs kube-proxy.
+#[test]
+fn operator_and_agent_run_on_the_host_network_and_can_bypass_the_service_address() {
+    let docs = |values: Option<&str>| -> Vec<Value> {
+        render("net", values)
+            .split("\n---")
+            .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+            .filter(|d| matches!(d["kind"].as_str(), Some("Deployment" | "DaemonSet")))
+            .collect()
+    };
+    let env_of = |d: &Value, name: &str| -> Option<String> {
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+    };
+    let plain = docs(None);
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    for d in &plain {
+        assert_eq!(
+            d["spec"]["template"]["spec"]["hostNetwork"], true,
+            "{}",
+            d["kind"]
+        );
+        assert_eq!(env_of(d, "KUBERNETES_SERVICE_HOST"), None, "{}", d["kind"]);
+    }
+    for d in &docs(Some(FULL_VALUES)) {
+        assert_eq!(
+            env_of(d, "KUBERNETES_SERVICE_HOST").as_deref(),
+            Some("198.19.0.1")
+        );
+        assert_eq!(
+            env_of(d, "KUBERNETES_SERVICE_PORT").as_deref(),
+            Some("6443")
+        );
+    }
+}
+
 #[test]
 fn chart_version_is_the_workspace_version() {
     let cargo = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();

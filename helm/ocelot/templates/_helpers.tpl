@@ -20,3 +20,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ocelot.image" -}}
 {{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
+
+{{- define "ocelot.apiServerEnv" -}}
+{{- with .Values.kubernetesServiceEndpoint.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.kubernetesServiceEndpoint.port | default "443" | quote }}
+{{- end }}
+{{- end -}}
