@@ -38,8 +38,15 @@ pub const OCELOT_PROTOCOL: u8 = 79;
 /// What a route does with matching packets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RouteKind {
-    /// `via <gateway> dev <dev>` (scope global).
-    Via { gateway: Ipv4Addr, dev: String },
+    /// `via <gateway> dev <dev>` (scope global); with `onlink` the kernel takes the gateway as
+    /// directly reachable on `dev` without a connected route to it (`ip route ... onlink`, flag
+    /// `RTNH_F_ONLINK`): the tunnel routes `via <remote VTEP> dev vxlan.calico onlink` and
+    /// `via <node> dev tunl0 onlink`.
+    Via {
+        gateway: Ipv4Addr,
+        dev: String,
+        onlink: bool,
+    },
     /// `dev <dev> scope link`: a pod's /32 to its host-side `cali*` veth.
     Link { dev: String },
     /// `blackhole`: the node's own blocks, so addresses not (yet) in use go nowhere.
@@ -164,6 +171,19 @@ impl Route {
             RouteKind::Via {
                 gateway,
                 dev: dev.into(),
+                onlink: false,
+            },
+        )
+    }
+
+    /// `<net> via <gateway> dev <dev> onlink`, main table, Ocelot's protocol: a tunnel route.
+    pub fn via_onlink(net: Ipv4Net, gateway: Ipv4Addr, dev: &str) -> Route {
+        Route::owned(
+            net,
+            RouteKind::Via {
+                gateway,
+                dev: dev.into(),
+                onlink: true,
             },
         )
     }
@@ -190,7 +210,16 @@ impl Route {
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            RouteKind::Via { gateway, dev } => write!(f, "{} via {gateway} dev {dev}", self.dst)?,
+            RouteKind::Via {
+                gateway,
+                dev,
+                onlink,
+            } => {
+                write!(f, "{} via {gateway} dev {dev}", self.dst)?;
+                if *onlink {
+                    f.write_str(" onlink")?;
+                }
+            }
             RouteKind::Link { dev } => write!(f, "{} dev {dev} scope link", self.dst)?,
             RouteKind::Blackhole => write!(f, "blackhole {}", self.dst)?,
             RouteKind::Throw => write!(f, "throw {}", self.dst)?,
@@ -398,6 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn onlink_is_part_of_the_route_so_a_plain_via_is_replaced() {
+        let block = net("198.19.22.192/26");
+        let tunnel = Route::via_onlink(block, Ipv4Addr::new(198, 19, 22, 192), "vxlan.calico");
+        assert_eq!(
+            tunnel.to_string(),
+            "198.19.22.192/26 via 198.19.22.192 dev vxlan.calico onlink table 254 metric 0 proto 79"
+        );
+        let plain = Route::via(block, Ipv4Addr::new(198, 19, 22, 192), "vxlan.calico");
+        assert_ne!(tunnel, plain);
+        assert_eq!(tunnel.key(), plain.key());
+        let p = plan(std::slice::from_ref(&tunnel), &[plain], &own());
+        assert_eq!(
+            p.add,
+            vec![tunnel],
+            "the onlink route replaces the plain one"
+        );
+        assert!(p.delete.is_empty());
+    }
+
+    #[test]
     fn never_overwrites_a_foreign_route_at_the_same_key() {
         let bird = foreign(
             Route::via(net("10.0.0.0/26"), Ipv4Addr::new(192, 0, 2, 2), "ens4"),
@@ -458,9 +507,10 @@ mod tests {
 
     fn arb_kind() -> impl Strategy<Value = RouteKind> {
         prop_oneof![
-            (0u8..3, 0u8..2).prop_map(|(g, d)| RouteKind::Via {
+            (0u8..3, 0u8..2, any::<bool>()).prop_map(|(g, d, onlink)| RouteKind::Via {
                 gateway: Ipv4Addr::new(192, 0, 2, g),
-                dev: format!("eth{d}")
+                dev: format!("eth{d}"),
+                onlink,
             }),
             (0u8..3).prop_map(|d| RouteKind::Link {
                 dev: format!("cali{d}")
