@@ -388,6 +388,6 @@ pub fn plan_overlay(input: &OverlayInput) -> OverlayPlan {
     plan.routes.dedup_by(|a, b| a.key() == b.key());
     plan.neighbours.sort();
     plan.fdb.sort();
-    plan.blocks.sort_by(|a, b| a.block.cmp(&b.block));
+    plan.blocks.sort_by_key(|b| b.block);
     plan
 }
