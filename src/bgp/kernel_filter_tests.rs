@@ -13,8 +13,8 @@ fn pool(cidr: &str, ipip: EncapMode, vxlan: EncapMode) -> ExportPool {
     }
 }
 
-/// The filter's statements for node1 (198.19.0.1 on 198.19.0.0/20) with one pool of each class.
-fn kernel_filter(program_cluster_routes: bool) -> Vec<String> {
+/// node1 (198.19.0.1 on 198.19.0.0/20) with one pool of each class.
+fn render_node1(program_cluster_routes: bool) -> String {
     let input = NodeBirdInput {
         node: "node1".into(),
         bgp: NodeBGPState {
@@ -27,14 +27,18 @@ fn kernel_filter(program_cluster_routes: bool) -> Vec<String> {
         pools: vec![
             pool("198.19.16.0/21", Always, Never),
             pool("198.19.24.0/21", CrossSubnet, Never),
-            pool("198.19.40.0/21", Never, Always),
+            pool("198.19.40.0/21", Never, CrossSubnet),
             pool("198.19.48.0/21", Never, Never),
         ],
         program_cluster_routes,
         ..Default::default()
     };
-    let c = render_bird_config(&input).unwrap();
-    c.split("filter calico_kernel_programming {")
+    render_bird_config(&input).unwrap()
+}
+
+/// The statements of `calico_kernel_programming`.
+fn kernel_filter(conf: &str) -> Vec<&str> {
+    conf.split("filter calico_kernel_programming {")
         .nth(1)
         .unwrap()
         .split("\n}")
@@ -43,37 +47,39 @@ fn kernel_filter(program_cluster_routes: bool) -> Vec<String> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(String::from)
         .collect()
 }
 
 #[test]
-fn krt_tunnel_of_calicos_template_is_spelled_for_bird_2() {
-    let f = kernel_filter(false);
-    // Calico, ipipMode Always: `krt_tunnel = "tunl0"; accept;`.
+fn kernel_filter_spells_calicos_krt_tunnel_for_bird_2() {
+    let c = render_node1(false);
     assert_eq!(
-        f[0],
-        "if ( net ~ 198.19.16.0/21 && source = RTS_BGP ) then { ifname = \"tunl0\"; onlink = true; accept; } # IPIP"
+        kernel_filter(&c),
+        [
+            // Calico, ipipMode Always: `krt_tunnel = "tunl0"; accept;`.
+            "if ( net ~ 198.19.16.0/21 && source = RTS_BGP ) then { ifname = \"tunl0\"; onlink = true; accept; } # IPIP",
+            // Calico, cross-subnet: `if defined(bgp_next_hop) && ( bgp_next_hop ~ <network_v4> )
+            // then krt_tunnel = ""; else krt_tunnel = "tunl0"; accept;`, network_v4 = node1's subnet.
+            "if ( net ~ 198.19.24.0/21 && source = RTS_BGP ) then { if !( defined(bgp_next_hop) && bgp_next_hop ~ 198.19.0.0/20 ) then { ifname = \"tunl0\"; onlink = true; } accept; } # IPIP CrossSubnet",
+            // Calico, vxlan_mode set: `reject;` ("handled by Felix").
+            "if ( net ~ 198.19.40.0/21 ) then { reject; } # VXLAN: the agent programs these routes",
+            // Calico, no encapsulation: `krt_tunnel = ""; accept;`, the learned route as it is.
+            "if source = RTS_BGP then accept;",
+            "if source = RTS_STATIC then accept;",
+            "reject;",
+        ],
+        "{c}"
     );
-    // Calico, cross-subnet: `if defined(bgp_next_hop) && ( bgp_next_hop ~ <network_v4> ) then
-    // krt_tunnel = ""; else krt_tunnel = "tunl0"; accept;`, network_v4 being the node's subnet.
-    assert_eq!(
-        f[1],
-        "if ( net ~ 198.19.24.0/21 && source = RTS_BGP ) then { if !( defined(bgp_next_hop) && bgp_next_hop ~ 198.19.0.0/20 ) then { ifname = \"tunl0\"; onlink = true; } accept; } # IPIP CrossSubnet"
+    assert!(
+        c.contains("  metric 0; #"),
+        "kernel routes without metric 32"
     );
-    // Calico, vxlan_mode set: `reject;` ("handled by Felix").
-    assert_eq!(
-        f[2],
-        "if ( net ~ 198.19.40.0/21 ) then { reject; } # VXLAN: the agent programs these routes"
-    );
-    // Calico, no encapsulation: `krt_tunnel = ""; accept;`, i.e. the learned route as it is.
-    assert_eq!(f[3], "if source = RTS_BGP then accept;");
-    assert_eq!(f.len(), 6, "{f:#?}");
 }
 
 #[test]
 fn program_cluster_routes_keeps_bird_off_the_agents_routes() {
-    let f = kernel_filter(true);
+    let c = render_node1(true);
+    let f = kernel_filter(&c);
     assert_eq!(
         f[..4],
         [
