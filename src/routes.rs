@@ -198,6 +198,14 @@ impl Route {
         }
     }
 
+    /// The output device, for routes that have one (`via` and `dev ... scope link`).
+    pub fn dev(&self) -> Option<&str> {
+        match &self.kind {
+            RouteKind::Via { dev, .. } | RouteKind::Link { dev } => Some(dev),
+            _ => None,
+        }
+    }
+
     pub fn key(&self) -> RouteKey {
         RouteKey {
             table: self.table,

@@ -112,6 +112,8 @@ fn onlink_is_part_of_the_route_so_a_plain_via_is_replaced() {
     );
     let plain = Route::via(block, Ipv4Addr::new(198, 19, 22, 192), "vxlan.calico");
     assert_ne!(tunnel, plain);
+    assert_eq!(tunnel.dev(), Some("vxlan.calico"));
+    assert_eq!(Route::blackhole(block).dev(), None);
     assert_eq!(tunnel.key(), plain.key());
     let p = plan(std::slice::from_ref(&tunnel), &[plain], &own());
     assert_eq!(

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use super::input::{IPIP_DEVICE, VXLAN_DEVICE};
 use super::plan::{FdbEntry, IpipDevice, Neighbour, OverlayPlan, VxlanDevice};
-use crate::routes::{Route, RouteKey, RouteKind};
+use crate::routes::{Route, RouteKey};
 
 /// A tunnel device as a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,13 +63,6 @@ fn needs_recreate(old: &VxlanDevice, new: &VxlanDevice) -> bool {
     (old.vni, old.port, old.local, &old.parent) != (new.vni, new.port, new.local, &new.parent)
 }
 
-fn route_dev(r: &Route) -> Option<&str> {
-    match &r.kind {
-        RouteKind::Via { dev, .. } | RouteKind::Link { dev } => Some(dev),
-        _ => None,
-    }
-}
-
 /// The ordered operations that take the kernel from `prev` (applied) to `next`. Empty when the
 /// plans are equal. Every block routed by both plans keeps a route at every step unless the list
 /// holds an [`Op::RecreateDevice`].
@@ -105,7 +98,7 @@ pub fn transition(prev: &OverlayPlan, next: &OverlayPlan) -> Vec<Op> {
         }
     }
     for r in &next.routes {
-        if route_dev(r).is_some_and(gone) || !prev.routes.contains(r) {
+        if r.dev().is_some_and(gone) || !prev.routes.contains(r) {
             ops.push(Op::ReplaceRoute(r.clone()));
         }
     }
@@ -113,7 +106,7 @@ pub fn transition(prev: &OverlayPlan, next: &OverlayPlan) -> Vec<Op> {
     // Break: what only the previous plan needed. Entries on a recreated device are gone already.
     let keys: BTreeSet<RouteKey> = next.routes.iter().map(Route::key).collect();
     for r in &prev.routes {
-        if !keys.contains(&r.key()) && !route_dev(r).is_some_and(gone) {
+        if !keys.contains(&r.key()) && !r.dev().is_some_and(gone) {
             ops.push(Op::DeleteRoute(r.clone()));
         }
     }

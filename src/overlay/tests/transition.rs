@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use super::plan::input;
 use crate::api::ippool::EncapMode::{self, Always, CrossSubnet, Never};
 use crate::overlay::*;
-use crate::routes::{Route, RouteKey, RouteKind};
+use crate::routes::{Route, RouteKey};
 
 /// The kernel as far as the overlay touches it. The uplink always exists.
 #[derive(Debug, Default, PartialEq)]
@@ -16,13 +16,6 @@ struct Kernel {
     routes: BTreeMap<RouteKey, Route>,
     neighbours: BTreeMap<(String, Ipv4Addr), Neighbour>,
     fdb: BTreeMap<(String, MacAddr), FdbEntry>,
-}
-
-fn dev_of(r: &Route) -> Option<&str> {
-    match &r.kind {
-        RouteKind::Via { dev, .. } | RouteKind::Link { dev } => Some(dev),
-        _ => None,
-    }
 }
 
 impl Kernel {
@@ -38,7 +31,7 @@ impl Kernel {
 
     /// What the kernel drops with a link.
     fn drop_dev(&mut self, dev: &str) {
-        self.routes.retain(|_, r| dev_of(r) != Some(dev));
+        self.routes.retain(|_, r| r.dev() != Some(dev));
         self.neighbours.retain(|(d, _), _| d != dev);
         self.fdb.retain(|(d, _), _| d != dev);
     }
@@ -64,7 +57,7 @@ impl Kernel {
                 self.fdb.insert((f.dev.clone(), f.mac), f.clone());
             }
             Op::ReplaceRoute(r) => {
-                assert!(dev_of(r).is_none_or(|d| self.has_dev(d)), "{op:?}");
+                assert!(r.dev().is_none_or(|d| self.has_dev(d)), "{op:?}");
                 self.routes.insert(r.key(), r.clone());
             }
             Op::DeleteRoute(r) => {
@@ -120,7 +113,7 @@ fn run(prev: &OverlayPlan, next: &OverlayPlan) -> Vec<Op> {
         for key in &both {
             let r = k.routes.get(key);
             assert!(
-                r.is_some_and(|r| dev_of(r).is_none_or(|d| k.has_dev(d))),
+                r.is_some_and(|r| r.dev().is_none_or(|d| k.has_dev(d))),
                 "window without a route to {} after {op:?}",
                 key.dst
             );
