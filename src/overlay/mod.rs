@@ -6,7 +6,7 @@
 //! - [`mac`]: the VXLAN tunnel MAC of a node ([`vxlan_mac`]).
 //! - [`plan`]: [`plan_overlay`]: devices, routes, ARP neighbours, FDB entries and the MTUs of one
 //!   node, plus why a remote block has no route.
-//! - [`transition`]: [`transition`]: the ordered kernel operations from one plan to the next,
+//! - [`mod@transition`]: [`transition()`]: the ordered kernel operations from one plan to the next,
 //!   make-before-break.
 //!
 //! # Routing ownership: who programs which route
@@ -34,7 +34,7 @@
 //! from Calico looks the same in `ip route`. One owner per pool class keeps the two writers off
 //! each other's keys ([`crate::routes::plan`] never overwrites a foreign route). When the agent
 //! owns a block's route, a mode switch is one in-place `replace` of that route
-//! ([`transition`]), hence make-before-break; a switch that hands a block between BIRD and the
+//! ([`transition()`]), hence make-before-break; a switch that hands a block between BIRD and the
 //! agent (e.g. IPIP ↔ VXLAN under the default) is BIRD's withdraw plus the agent's add, which is
 //! why `programClusterRoutes: Enabled` is the setting for clusters that switch modes live.
 //!
