@@ -12,6 +12,7 @@ pub mod ipam;
 pub mod manifest;
 pub mod naming;
 pub mod nat;
+pub mod overlay;
 pub mod report;
 pub mod rollup;
 pub mod routes;

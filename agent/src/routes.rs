@@ -365,8 +365,17 @@ fn builder(route: &Route) -> RouteMessageBuilder<Ipv4Addr> {
 fn to_message(route: &Route, dev: Option<u32>) -> Result<RouteMessage, Error> {
     let b = builder(route);
     let msg = match (&route.kind, dev) {
-        (RouteKind::Via { gateway, .. }, Some(index)) => {
-            b.gateway(*gateway).output_interface(index).build()
+        (
+            RouteKind::Via {
+                gateway, onlink, ..
+            },
+            Some(index),
+        ) => {
+            let mut msg = b.gateway(*gateway).output_interface(index).build();
+            if *onlink {
+                msg.header.flags |= RouteFlags::Onlink;
+            }
+            msg
         }
         (RouteKind::Link { .. }, Some(index)) => {
             b.output_interface(index).scope(RouteScope::Link).build()
@@ -414,6 +423,13 @@ fn from_message(msg: &RouteMessage, links: &HashMap<u32, String>) -> Option<Rout
     let dst = Ipv4Net::new(dst, h.destination_prefix_length).ok()?;
     // Link-state flags come and go with the device; they do not make the route different.
     let flags = h.flags - (RouteFlags::Linkdown | RouteFlags::Dead);
+    // `onlink` is written by us on tunnel routes (`via` only), so it is part of the value.
+    let onlink = flags.contains(RouteFlags::Onlink) && gateway.is_some();
+    let flags = if onlink {
+        flags - RouteFlags::Onlink
+    } else {
+        flags
+    };
     let dev = oif.map(|i| links.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
     let kind = match (h.kind, h.scope, gateway, dev) {
         _ if extra.is_some() || h.tos != 0 || !flags.is_empty() => RouteKind::Other(format!(
@@ -424,9 +440,11 @@ fn from_message(msg: &RouteMessage, links: &HashMap<u32, String>) -> Option<Rout
             h.tos,
             extra.unwrap_or_default()
         )),
-        (RouteType::Unicast, RouteScope::Universe, Some(gateway), Some(dev)) => {
-            RouteKind::Via { gateway, dev }
-        }
+        (RouteType::Unicast, RouteScope::Universe, Some(gateway), Some(dev)) => RouteKind::Via {
+            gateway,
+            dev,
+            onlink,
+        },
         (RouteType::Unicast, RouteScope::Link, None, Some(dev)) => RouteKind::Link { dev },
         (RouteType::BlackHole, _, None, None) => RouteKind::Blackhole,
         (RouteType::Throw, _, None, None) => RouteKind::Throw,

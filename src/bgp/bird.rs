@@ -58,6 +58,10 @@ pub struct NodeBirdInput {
     pub passwords: BTreeMap<String, String>,
     /// Log file; None leaves BIRD's default (syslog).
     pub log_file: Option<String>,
+    /// FelixConfiguration `programClusterRoutes: Enabled`: the agent programs the routes of
+    /// IP-in-IP pools and the same-subnet routes of unencapsulated pools, so the kernel filter
+    /// keeps BIRD off them (see `crate::overlay`'s routing-ownership table).
+    pub program_cluster_routes: bool,
 }
 
 /// A value BIRD's config language cannot carry.
@@ -129,7 +133,7 @@ pub fn render_bird_config(input: &NodeBirdInput) -> Result<String, BirdConfigErr
         );
     }
     for p in &pools {
-        kernel_pool_rule(w, p, bgp.ipv4_network);
+        kernel_pool_rule(w, p, bgp.ipv4_network, input.program_cluster_routes);
     }
     let _ = writeln!(w, "  if source = RTS_BGP then accept;");
     let _ = writeln!(w, "  if source = RTS_STATIC then accept;");
@@ -398,13 +402,45 @@ fn session(
 }
 
 /// One pool's line in `calico_kernel_programming`, as Calico's `bird_ipam.cfg` template writes it.
-fn kernel_pool_rule(w: &mut String, p: &ExportPool, network: Option<Ipv4Net>) {
+///
+/// Calico's template (BIRD 1), per pool `if ( net ~ <cidr> ) then { ... }`: VXLAN pools
+/// `reject;`; IPIP `krt_tunnel = "tunl0"; accept;`; IPIP cross-subnet `if defined(bgp_next_hop)
+/// && ( bgp_next_hop ~ <network_v4> ) then krt_tunnel = ""; else krt_tunnel = "tunl0"; accept;`.
+/// BIRD 2 spells `krt_tunnel = "tunl0"` as `ifname = "tunl0"; onlink = true;` and leaving the
+/// route alone as `krt_tunnel = ""`. With `program_cluster_routes` the pools the agent owns are
+/// rejected instead.
+fn kernel_pool_rule(
+    w: &mut String,
+    p: &ExportPool,
+    network: Option<Ipv4Net>,
+    program_cluster_routes: bool,
+) {
     if p.vxlan_mode != EncapMode::Never {
         let _ = writeln!(
             w,
             "  if ( net ~ {} ) then {{ reject; }} # VXLAN: the agent programs these routes",
             p.cidr
         );
+        return;
+    }
+    if program_cluster_routes {
+        match (p.ipip_mode, network) {
+            (EncapMode::Never, None) => {}
+            (EncapMode::Never, Some(net)) => {
+                let _ = writeln!(
+                    w,
+                    "  if ( net ~ {} && defined(bgp_next_hop) && bgp_next_hop ~ {net} ) then {{ reject; }} # programClusterRoutes: the agent programs same-subnet routes",
+                    p.cidr
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    w,
+                    "  if ( net ~ {} ) then {{ reject; }} # IPIP, programClusterRoutes: the agent programs these routes",
+                    p.cidr
+                );
+            }
+        }
         return;
     }
     match (p.ipip_mode, network) {

@@ -74,4 +74,6 @@ pub fn protocol_name(peer_type: PeerType, ip: &std::net::IpAddr, port: Option<u1
 }
 
 #[cfg(test)]
+mod kernel_filter_tests;
+#[cfg(test)]
 mod tests;

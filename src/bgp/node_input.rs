@@ -45,6 +45,9 @@ pub fn node_bird_input<'a>(
         interface: None,
         passwords: Default::default(),
         log_file,
+        // NodeNetworkState does not carry FelixConfiguration programClusterRoutes yet: BIRD
+        // keeps Calico's default ownership of IPIP and unencapsulated routes.
+        program_cluster_routes: false,
     })
 }
 
