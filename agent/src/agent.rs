@@ -105,6 +105,7 @@ pub struct Agent {
     /// Pools the node needs a block from, with why.
     pub demand: BTreeMap<String, String>,
     pub last_status: Option<NodeNetworkStateStatus>,
+    pub last_status_write: Option<Instant>,
     pub metrics: Metrics,
     pub bgp: crate::bgp::BgpState,
     pub wg: crate::wg_state::WgState,
@@ -137,6 +138,7 @@ impl Agent {
             after_commit: Vec::new(),
             demand: BTreeMap::new(),
             last_status: None,
+            last_status_write: None,
             metrics,
             bgp,
             wg,

@@ -12,6 +12,9 @@ use ocelot::rollup::status::{condition, keep_transition_times};
 use crate::agent::Agent;
 use crate::commit::FIELD_MANAGER;
 
+/// Shortest time between two status writes that change only the per-pool usage.
+const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Status from the agent's state: IPAM usage and demand, and a condition per subsystem.
 pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
     let nns = agent.nns.as_ref()?;
@@ -189,6 +192,21 @@ pub async fn write_if_changed(agent: &mut Agent) {
         agent.last_status = current;
         return;
     }
+    // Usage counts alone move with every batch of pods: they are written at most once per
+    // USAGE_INTERVAL, so a burst of ADDs costs a few status writes, not one per pass.
+    let usage_only = current.as_ref().is_some_and(|c| {
+        NodeNetworkStateStatus {
+            ipam: status.ipam.clone(),
+            ..c.clone()
+        } == status
+    });
+    if usage_only
+        && agent
+            .last_status_write
+            .is_some_and(|t| t.elapsed() < USAGE_INTERVAL)
+    {
+        return;
+    }
     let old_key = current
         .as_ref()
         .and_then(|c| c.wireguard_public_key.as_deref());
@@ -207,6 +225,7 @@ pub async fn write_if_changed(agent: &mut Agent) {
         .await
     {
         Ok(_) => {
+            agent.last_status_write = Some(std::time::Instant::now());
             agent.metrics.status_writes.inc();
             agent.last_status = Some(status);
         }
