@@ -1,8 +1,9 @@
 //! Every API call the agent makes, as RBAC sees it: (Rust type, API group, resource, verbs,
 //! namespace). `e2e/tests/helm_chart.rs` derives the calls from this crate's source (each `Api<T>`
 //! binding and the methods called on it, and the watches) and fails when one is missing here, and
-//! checks the chart's ClusterRole grants exactly these rows. Namespace "" is cluster-wide. Which
-//! objects the agent may write (its own node's) is enforced by the chart's admission policy.
+//! checks the chart's roles grant exactly these rows. Namespace "" is cluster-wide, "release" the
+//! chart's namespace. Which objects the agent may write (its own node's) is enforced by the
+//! chart's admission policy.
 
 pub const API_ACCESS: &[(&str, &str, &str, &[&str], &str)] = &[
     (
@@ -36,4 +37,5 @@ pub const API_ACCESS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("Node", "projectcalico.org", "nodes", &["list", "watch"], ""),
     ("Namespace", "", "namespaces", &["list", "watch"], ""),
     ("Pod", "", "pods", &["get", "list", "watch"], ""),
+    ("Secret", "", "secrets", &["get"], "release"),
 ];

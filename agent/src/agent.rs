@@ -62,6 +62,11 @@ pub enum Msg {
     },
     /// What BIRD runs and its sessions, when that changed.
     Bgp(crate::bird::BgpReport),
+    /// A BGP password Secret was read.
+    Secret {
+        name: String,
+        data: crate::bgp::SecretData,
+    },
     /// What the WireGuard worker did, when that changed.
     Wireguard(crate::wireguard::WgReport),
 }
@@ -211,6 +216,7 @@ impl Agent {
                 self.metrics.set_bgp_sessions(&report.peers);
                 self.bgp.report = Some(report);
             }
+            Msg::Secret { name, data } => self.bgp.secret_read(name, data),
             Msg::Wireguard(report) => {
                 self.metrics.wireguard_peers.set(report.peers as i64);
                 self.wg.report = Some(report);

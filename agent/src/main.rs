@@ -59,6 +59,9 @@ struct Args {
     /// WireGuard private key file (created with mode 0600 if absent; never leaves the node).
     #[arg(long, env = "OCELOT_WIREGUARD_KEY_FILE", default_value = wireguard_key::DEFAULT_KEY_PATH)]
     wireguard_key_file: PathBuf,
+    /// Namespace of the Secrets BGP passwords refer to (the agent's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    secrets_namespace: String,
     /// The userspace WireGuard program (boringtun-cli 0.7), run in the node's namespace.
     #[arg(long, env = "OCELOT_BORINGTUN", default_value = "boringtun-cli")]
     boringtun: PathBuf,
@@ -111,7 +114,11 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("create the state folder {}", args.state_dir.display()))?;
     let paths = bird::BirdPaths::in_dir(&args.state_dir, args.bird.clone(), args.birdc.clone());
     let (desired, desired_rx) = tokio::sync::watch::channel(bird::Desired::Unknown);
-    let bgp = BgpState::new(desired, Some(paths.log.display().to_string()));
+    let bgp = BgpState::new(
+        desired,
+        Some(paths.log.display().to_string()),
+        args.secrets_namespace.clone(),
+    );
     bird::start(paths, settings.netns.clone(), desired_rx, tx.clone());
     let (wg_desired, wg_rx) = tokio::sync::watch::channel(wireguard::WgDesired::Unknown);
     let wg = WgState::new(wg_desired, args.wireguard_key_file.clone());

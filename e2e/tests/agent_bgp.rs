@@ -1,7 +1,9 @@
 //! Two nodes meshed over BIRD 2 run by their agents: each node blackholes its own block and learns
 //! the other's `via <node> proto bird`, pods ping across, and the NodeNetworkState status carries
-//! the sessions and a BGP condition.
-use ocelot_e2e::agent::{AgentLab, SEED_NODES as NODES, ping_once, pod_pair, routes};
+//! the sessions and a BGP condition; a mesh password from a Secret reaches BIRD.
+use ocelot_e2e::agent::{
+    AgentLab, SEED_NODES as NODES, ping_once, pod_pair, routes, wait_established,
+};
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
@@ -71,5 +73,35 @@ fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
     assert!(
         metrics.contains("ocelot_agent_ipam_writes_total"),
         "{metrics}"
+    );
+
+    // A mesh password from a Secret (BGPConfiguration nodeMeshPassword): both agents read it from
+    // their namespace, BIRD gets it, the sessions come back up with TCP MD5.
+    ocelot_e2e::operator::apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bgp-secrets\n  namespace: kube-system\n\
+         stringData:\n  mesh: lab-s3cret\n",
+    );
+    ocelot_e2e::operator::apply(
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\n\
+         spec:\n  nodeMeshPassword:\n    secretKeyRef: {name: bgp-secrets, key: mesh}\n",
+    );
+    for node in ["node1", "node2"] {
+        let conf = s.agent(node).dir.join("state/bird.conf");
+        s.op.wait(
+            &format!("{node}'s bird.conf with the mesh password"),
+            || {
+                let text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+                text.contains("password \"lab-s3cret\";")
+                    .then_some(())
+                    .ok_or(text)
+            },
+        );
+    }
+    wait_established(&mut s, "node1");
+    ping_once(&na, b);
+    let nns = ocelot_e2e::operator::get_json("nodenetworkstates.ocelot.dev", "node1").unwrap();
+    assert!(
+        !nns.to_string().contains("lab-s3cret"),
+        "the password leaked into the API: {nns}"
     );
 }

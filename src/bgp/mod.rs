@@ -25,7 +25,7 @@ pub use expand::{
     BgpInputs, DEFAULT_AS_NUMBER, mesh_sessions, mesh_sessions_of, node_bgp_state,
     node_bgp_state_in,
 };
-pub use node_input::node_bird_input;
+pub use node_input::{PasswordError, node_bird_input, password_refs, resolve_passwords};
 pub use status::{parse_birdc_protocols, render_bgp_status, render_peer_table};
 pub use view::{BgpNode, BgpView, DEFAULT_LISTEN_PORT, ParsedPeer, SliceView, node_ipv4_net};
 

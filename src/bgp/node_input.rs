@@ -1,7 +1,11 @@
 //! What a node's agent renders bird.conf from: its NodeNetworkState spec (BGP settings and own
 //! blocks), the other Calico Nodes (mesh sessions) and the pools (export and kernel filters). Pure,
 //! so the agent only reads, calls this and [`super::render_bird_config`], and applies the text.
+use std::collections::BTreeMap;
+
 use ipnet::Ipv4Net;
+
+use crate::api::bgp::SecretKeyRef;
 
 use crate::api::ippool::IPPoolSpec;
 use crate::api::nodestate::NodeNetworkStateSpec;
@@ -49,6 +53,67 @@ pub fn node_bird_input<'a>(
         // keeps Calico's default ownership of IPIP and unencapsulated routes.
         program_cluster_routes: false,
     })
+}
+
+/// The Secret keys the node's sessions take their passwords from: (protocol name, reference).
+pub fn password_refs(input: &NodeBirdInput) -> Vec<(String, SecretKeyRef)> {
+    input
+        .mesh
+        .iter()
+        .chain(&input.bgp.peers)
+        .filter_map(|s| {
+            let r = s.password.as_ref()?.secret_key_ref.clone()?;
+            Some((s.name.clone(), r))
+        })
+        .collect()
+}
+
+/// Why a session's password is not known.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// The Secret has not been read yet.
+    #[error("waiting for Secret {0:?} (password of {1})")]
+    Pending(String, String),
+    /// The Secret could not be read, or lacks the key.
+    #[error("password of {protocol}: Secret {secret:?} key {key:?}: {why}")]
+    Unusable {
+        protocol: String,
+        secret: String,
+        key: String,
+        why: String,
+    },
+}
+
+/// Fills `input.passwords` from the Secrets read so far (`secrets`: name → its data, or why it
+/// could not be read). Every referenced password must be known: a session rendered without its
+/// password would only be refused by the peer.
+pub fn resolve_passwords(
+    input: &mut NodeBirdInput,
+    secrets: &BTreeMap<String, Result<BTreeMap<String, String>, String>>,
+) -> Result<(), PasswordError> {
+    for (protocol, r) in password_refs(input) {
+        let data = match secrets.get(&r.name) {
+            None => return Err(PasswordError::Pending(r.name, protocol)),
+            Some(d) => d,
+        };
+        let value = match data.as_ref().map(|d| d.get(&r.key)) {
+            Ok(Some(v)) => v.clone(),
+            Ok(None) => Err(PasswordError::Unusable {
+                protocol: protocol.clone(),
+                secret: r.name.clone(),
+                key: r.key.clone(),
+                why: "no such key".into(),
+            })?,
+            Err(e) => Err(PasswordError::Unusable {
+                protocol: protocol.clone(),
+                secret: r.name.clone(),
+                key: r.key.clone(),
+                why: e.clone(),
+            })?,
+        };
+        input.passwords.insert(protocol, value);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -126,5 +191,51 @@ mod tests {
             node_bird_input(&spec(Some(seed_bgp())), [].iter(), [&v6].into_iter(), None).unwrap();
         assert!(input.pools.is_empty());
         assert!(input.mesh.is_empty());
+    }
+
+    #[test]
+    fn mesh_passwords_come_from_their_secret_and_must_all_be_known() {
+        let mut bgp = seed_bgp();
+        bgp.node_mesh_password =
+            serde_json::from_value(json!({"secretKeyRef": {"name": "bgp-secrets", "key": "mesh"}}))
+                .unwrap();
+        let nodes = [node("node1", "198.19.0.2"), node("node2", "198.19.0.3")];
+        let mut input =
+            node_bird_input(&spec(Some(bgp)), nodes.iter(), [].into_iter(), None).unwrap();
+        let refs = password_refs(&input);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].0, "Mesh_198_19_0_3");
+        assert_eq!(
+            (refs[0].1.name.as_str(), refs[0].1.key.as_str()),
+            ("bgp-secrets", "mesh")
+        );
+
+        let mut secrets = BTreeMap::new();
+        assert_eq!(
+            resolve_passwords(&mut input, &secrets),
+            Err(PasswordError::Pending(
+                "bgp-secrets".into(),
+                "Mesh_198_19_0_3".into()
+            ))
+        );
+        secrets.insert("bgp-secrets".to_string(), Ok(BTreeMap::new()));
+        let err = resolve_passwords(&mut input, &secrets).unwrap_err();
+        assert!(
+            err.to_string().contains("key \"mesh\": no such key"),
+            "{err}"
+        );
+        secrets.insert("bgp-secrets".to_string(), Err("forbidden".into()));
+        assert!(
+            resolve_passwords(&mut input, &secrets)
+                .unwrap_err()
+                .to_string()
+                .contains("forbidden")
+        );
+
+        let data = BTreeMap::from([("mesh".to_string(), "s3cret".to_string())]);
+        secrets.insert("bgp-secrets".to_string(), Ok(data));
+        resolve_passwords(&mut input, &secrets).unwrap();
+        let conf = render_bird_config(&input).unwrap();
+        assert!(conf.contains("  password \"s3cret\";"), "{conf}");
     }
 }
