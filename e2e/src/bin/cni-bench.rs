@@ -68,6 +68,28 @@ fn agent_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> String
     "n/a".into()
 }
 
+/// Mutating requests by (resource, verb), from the API server's metrics.
+fn writes_by_resource() -> std::collections::BTreeMap<String, f64> {
+    let field = |l: &str, k: &str| -> String {
+        l.split(&format!("{k}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for l in ocelot_e2e::operator::write_lines(&["events"]) {
+        let n: f64 = l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(format!("{} {}", field(&l, "resource"), field(&l, "verb")))
+            .or_insert(0.0) += n;
+    }
+    out
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -214,6 +236,7 @@ fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let writes_before = api_writes_except(&["events"]);
+    let by_before = writes_by_resource();
     let mut burst: Vec<Duration> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..BURST).map(|i| sc.spawn(move || add(i))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -221,6 +244,13 @@ fn main() -> Result<()> {
     // The status write that follows the burst counts too.
     std::thread::sleep(Duration::from_secs(2));
     let writes = api_writes_except(&["events"]) - writes_before;
+    let by: Vec<String> = writes_by_resource()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let d = v - by_before.get(&k).copied().unwrap_or(0.0);
+            (d > 0.0).then(|| format!("{k}: {d}"))
+        })
+        .collect();
     let burst_rss = rss_kib(s.agent("node1").daemon.pid());
     println!("{}", summary("baseline (ip commands)", &mut base));
     println!("{}", summary("ADD sequential", &mut seq));
@@ -234,6 +264,7 @@ fn main() -> Result<()> {
         "API writes during the {BURST}-pod burst: {writes} ({:.2} per pod)",
         writes as f64 / BURST as f64
     );
+    println!("  by resource and verb: {}", by.join(", "));
     println!(
         "agent RSS: idle {} KiB, after the burst {} KiB",
         idle_rss, burst_rss
