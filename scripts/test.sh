@@ -6,5 +6,8 @@ cd "$OCELOT_ROOT"
 "$OCELOT_ROOT/scripts/setup.sh"
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+# The e2e tests run the daemons and plugins as programs: build every binary first (`cargo test`
+# builds a package's binaries only when that package has integration tests of its own).
+stage "cargo build --workspace --bins" cargo build --workspace --bins --locked
 stage "cargo test --workspace" cargo test --workspace --locked
 echo "all tests passed in $(( $(date +%s) - _t0 ))s"

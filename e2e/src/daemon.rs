@@ -24,7 +24,7 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
-        "{} not found: build it first with `cargo build --workspace` (`cargo test --workspace` does)",
+        "{} not found: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
         bin.display()
     );
     bin
