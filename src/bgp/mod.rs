@@ -76,4 +76,6 @@ pub fn protocol_name(peer_type: PeerType, ip: &std::net::IpAddr, port: Option<u1
 #[cfg(test)]
 mod kernel_filter_tests;
 #[cfg(test)]
+mod output_tests;
+#[cfg(test)]
 mod tests;
