@@ -90,6 +90,23 @@ fn writes_by_resource() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// The API server's (count, total seconds) of IPAMBlock PUTs, from its request-duration metric.
+fn block_put_seconds() -> (f64, f64) {
+    let out = ocelot_e2e::cluster::kubectl(["get", "--raw", "/metrics"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pick = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter(|l| l.contains("resource=\"ipamblocks\"") && l.contains("verb=\"PUT\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        pick("apiserver_request_duration_seconds_count{"),
+        pick("apiserver_request_duration_seconds_sum{"),
+    )
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -221,6 +238,7 @@ fn main() -> Result<()> {
     );
     let mut seq = Vec::new();
     let hist_before = add_buckets(&mut s.agent("node1").daemon);
+    let put_before = block_put_seconds();
     for round in 0..SEQUENTIAL / ROUND {
         let ids: Vec<usize> = (round * ROUND..(round + 1) * ROUND).collect();
         for &i in &ids {
@@ -231,6 +249,7 @@ fn main() -> Result<()> {
         }
     }
     let hist_after = add_buckets(&mut s.agent("node1").daemon);
+    let put_after = block_put_seconds();
     eprintln!(
         "[{:>5.1}s] {BURST} concurrent ADDs",
         t0.elapsed().as_secs_f64()
@@ -258,6 +277,11 @@ fn main() -> Result<()> {
         "ADD sequential, agent's own part (histogram bucket bounds): p50 {} p99 {}",
         agent_quantile(&hist_before, &hist_after, 0.5),
         agent_quantile(&hist_before, &hist_after, 0.99)
+    );
+    let puts = put_after.0 - put_before.0;
+    println!(
+        "  IPAMBlock PUTs meanwhile: {puts} (mean {:.1} ms in the API server)",
+        (put_after.1 - put_before.1) / puts.max(1.0) * 1e3
     );
     println!("{}", summary("ADD concurrent", &mut burst));
     println!(
