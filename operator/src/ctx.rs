@@ -36,6 +36,9 @@ pub struct Memory {
     /// Status last written per `Kind/name`, with the resourceVersion the object had then: while
     /// the watch still shows that version, the same status is not sent again.
     pub status_sent: HashMap<String, (Option<String>, serde_json::Value)>,
+    /// When each pool's status was last written, for spacing writes that change only its address
+    /// counts.
+    pub usage_written: HashMap<String, std::time::Instant>,
 }
 
 /// Shared by the passes.

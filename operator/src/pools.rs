@@ -120,8 +120,13 @@ pub fn desired_status(
     status
 }
 
+/// Shortest time between two status writes of a pool that change only its address counts.
+const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Writes pool `name`'s status if it differs from the stored one, and a Warning Event when the
-/// pool became unusable. Ok(writes made); Err when the write failed (retried later).
+/// pool became unusable. Ok(writes made); Err when it was not written now (the write failed, or
+/// only the address counts changed within [`USAGE_INTERVAL`] of the last write): the pool stays
+/// dirty and the next pass tries again.
 pub async fn write_status(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) -> Result<usize, ()> {
     let (Some(pool), Some(verdict)) = (feed.pools.get(name), feed.verdicts.get(name)) else {
         ctx.memory.status_sent.remove(&format!("IPPool/{name}"));
@@ -155,9 +160,33 @@ pub async fn write_status(ctx: &mut Ctx, feed: &Feed, name: &str, now: &Time) ->
     )
     .await;
     let mut writes = 0;
+    // Address counts alone move with every pod: they are written at most once per
+    // USAGE_INTERVAL (a later pass writes them), so a burst of pods costs a few writes.
+    let usage_only = pool.status.as_ref().is_some_and(|have| {
+        IPPoolStatus {
+            addresses_in_use: want.addresses_in_use,
+            addresses_free: want.addresses_free,
+            ..have.clone()
+        } == want
+    });
+    let recent = ctx
+        .memory
+        .usage_written
+        .get(name)
+        .is_some_and(|t| t.elapsed() < USAGE_INTERVAL);
+    if usage_only && recent {
+        // Deferred, not dropped: the pool stays dirty for the next pass.
+        return Err(());
+    }
     if pool.status.as_ref() != Some(&want) {
         let rv = pool.metadata.resource_version.as_deref();
-        writes += usize::from(status::write::<IPPool>(ctx, name, rv, &want).await?);
+        let wrote = status::write::<IPPool>(ctx, name, rv, &want).await?;
+        if wrote {
+            ctx.memory
+                .usage_written
+                .insert(name.to_string(), std::time::Instant::now());
+        }
+        writes += usize::from(wrote);
     }
     let unusable = !verdict.is_valid();
     if unusable && was_reason.as_deref() != Some(verdict.reason) {
