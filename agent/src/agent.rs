@@ -67,6 +67,8 @@ pub enum Msg {
         name: String,
         data: crate::bgp::SecretData,
     },
+    /// Whether the kernel can make IP-in-IP links.
+    IpipProbe(Result<bool, String>),
     /// What the WireGuard worker did, when that changed.
     Wireguard(crate::wireguard::WgReport),
 }
@@ -115,6 +117,7 @@ pub struct Agent {
     pub bgp: crate::bgp::BgpState,
     pub wg: crate::wg_state::WgState,
     pub nat: crate::nat::NatState,
+    pub tunnel: crate::tunnel::TunnelState,
 }
 
 impl Agent {
@@ -147,6 +150,7 @@ impl Agent {
             metrics,
             bgp,
             wg,
+            tunnel: Default::default(),
             nat: crate::nat::NatState::default(),
         }
     }
@@ -217,6 +221,7 @@ impl Agent {
                 self.bgp.report = Some(report);
             }
             Msg::Secret { name, data } => self.bgp.secret_read(name, data),
+            Msg::IpipProbe(r) => self.on_ipip_probe(r),
             Msg::Wireguard(report) => {
                 self.metrics.wireguard_peers.set(report.peers as i64);
                 self.wg.report = Some(report);
@@ -241,6 +246,7 @@ impl Agent {
         self.expire_waiting();
         self.sync_bgp();
         self.sync_wireguard();
+        self.sync_tunnel();
         let spec = self.nns.as_ref().map(|n| &n.spec);
         self.nat.sync(&self.settings.netns, spec).await;
         crate::status::write_if_changed(self).await;

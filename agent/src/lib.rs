@@ -14,6 +14,7 @@ pub mod pods;
 pub mod routes;
 pub mod server;
 pub mod status;
+pub mod tunnel;
 pub mod watch;
 pub mod wg_link;
 pub mod wg_state;

@@ -75,8 +75,11 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         crate::wg_state::wireguard_condition(agent, previous, generation, now);
     // Ready means the spec is applied; a peer that does not answer is BGP's own condition.
     let nat = crate::nat::nat_condition(&agent.nat, generation, now);
-    let all_ok =
-        [&ipam, &routes, &nat].iter().all(|c| c.status == "True") && bgp_applied && wg_applied;
+    let (tunnel, tunnel_ok) = crate::tunnel::tunnel_condition(agent, generation, now);
+    let all_ok = [&ipam, &routes, &nat].iter().all(|c| c.status == "True")
+        && bgp_applied
+        && wg_applied
+        && tunnel_ok;
     let ready = if all_ok {
         condition(
             "Ready",
@@ -96,7 +99,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
             now,
         )
     };
-    let mut conditions = vec![ipam, routes, bgp, wireguard, nat, ready];
+    let mut conditions = vec![ipam, routes, bgp, wireguard, nat, tunnel, ready];
     if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
         keep_transition_times(&mut conditions, &old.conditions);
     }
