@@ -38,4 +38,13 @@ pub const API_ACCESS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("Namespace", "", "namespaces", &["list", "watch"], ""),
     ("Pod", "", "pods", &["get", "list", "watch"], ""),
     ("Secret", "", "secrets", &["get"], "release"),
+    // kube-runtime's Recorder (a pool the node cannot carry): create, then a merge patch for a
+    // repeated Event; cluster-scoped objects' Events go to namespace default.
+    (
+        "Recorder",
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+        "default",
+    ),
 ];

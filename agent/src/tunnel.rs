@@ -3,9 +3,11 @@
 //! condition (naming the pools and the node) instead of leaving pods silently unreachable.
 //! Whether the module exists is probed once, in the node's namespace, when an IP-in-IP pool first
 //! appears: creating an `ipip` link loads the module when it is installed and fails when it is not.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use netlink_packet_route::link::InfoKind;
 use ocelot::api::Condition;
 use ocelot::api::ippool::{EncapMode, IPPoolSpec};
@@ -24,6 +26,8 @@ pub struct TunnelState {
     /// probed yet.
     pub ipip: Option<Result<bool, String>>,
     probing: bool,
+    /// Pools a Warning Event was sent about while this agent runs.
+    warned: BTreeSet<String>,
 }
 
 /// The enabled pools that ask for IP-in-IP (Felix turns IP-in-IP on when any pool does).
@@ -61,8 +65,12 @@ pub async fn probe_ipip(sock: &RouteNetlink) -> Result<bool, String> {
 }
 
 impl Agent {
-    /// Probes the kernel once an IP-in-IP pool exists and the probe has not run.
+    /// Probes the kernel once an IP-in-IP pool exists and the probe has not run; on a kernel
+    /// without `ipip`, one Warning Event per IP-in-IP pool names the pool and this node.
     pub fn sync_tunnel(&mut self) {
+        if let Some(Ok(false)) = self.tunnel.ipip {
+            self.warn_ipip_pools();
+        }
         if self.tunnel.ipip.is_some()
             || self.tunnel.probing
             || ipip_pools(&self.bgp.pools).is_empty()
@@ -74,6 +82,44 @@ impl Agent {
         tokio::spawn(async move {
             let r = probe_ipip(&netlink).await;
             let _ = tx.send(Msg::IpipProbe(r)).await;
+        });
+    }
+
+    fn warn_ipip_pools(&mut self) {
+        let node = self.settings.node.clone();
+        let new: Vec<String> = ipip_pools(&self.bgp.pools)
+            .into_iter()
+            .filter(|p| self.tunnel.warned.insert(p.clone()))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let reporter = Reporter {
+            controller: "ocelot-agent".into(),
+            instance: Some(node.clone()),
+        };
+        let recorder = Recorder::new(self.client.clone(), reporter);
+        tokio::spawn(async move {
+            for pool in new {
+                let regarding = ObjectReference {
+                    api_version: Some("projectcalico.org/v3".into()),
+                    kind: Some("IPPool".into()),
+                    name: Some(pool.clone()),
+                    ..Default::default()
+                };
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: "KernelModuleMissing".into(),
+                    note: Some(format!(
+                        "IPPool {pool} asks for IP-in-IP, but node {node}'s kernel has no ipip module"
+                    )),
+                    action: "ProgramTunnel".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &regarding).await {
+                    tracing::warn!(error = %e, %pool, "could not record the Event");
+                }
+            }
         });
     }
 

@@ -1,7 +1,7 @@
 //! An IP-in-IP pool on a kernel without the `ipip` module (these machines): the node's Tunnel
-//! condition says so, naming the pool and the node, and the node is not Ready; without the pool
-//! the condition is NotNeeded again. On a kernel with the module the condition says tunl0 is not
-//! programmed yet.
+//! condition and a Warning Event on the pool say so, naming the pool and the node, and the node is
+//! not Ready; without the pool the condition is NotNeeded again. On a kernel with the module the
+//! condition says tunl0 is not programmed yet.
 use ocelot_e2e::agent::{AgentLab, SEED_NODES};
 use ocelot_e2e::operator::{apply, get_json};
 
