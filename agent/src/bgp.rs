@@ -165,12 +165,6 @@ impl Agent {
                 return;
             }
         };
-        self.bgp.desired.send_if_modified(|cur| {
-            let changed = *cur != want;
-            if changed {
-                *cur = want;
-            }
-            changed
-        });
+        crate::worker::want(&self.bgp.desired, want);
     }
 }

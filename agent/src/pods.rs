@@ -9,7 +9,6 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 // `proto boot` (what `ip route add` uses): `ip route` prints the pod routes as the seed shows them.
@@ -213,29 +212,26 @@ async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, DataplaneErro
 }
 
 async fn link_index_mac(h: &Handle, name: &str) -> Result<Option<(u32, String)>, DataplaneError> {
-    let mut dump = h.link().get().match_name(name.to_string()).execute();
-    match dump.try_next().await {
-        Ok(Some(msg)) => {
-            let mac = msg
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Address(b) => Some(
-                        b.iter()
-                            .map(|x| format!("{x:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    ),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            Ok(Some((msg.header.index, mac)))
-        }
-        Ok(None) => Ok(None),
-        // ENODEV: no such interface.
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(fail("reading interfaces")(e)),
-    }
+    let Some(msg) = crate::routes::link_by_name(h, name)
+        .await
+        .map_err(fail("reading interfaces"))?
+    else {
+        return Ok(None);
+    };
+    let mac = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(b) => Some(
+                b.iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Ok(Some((msg.header.index, mac)))
 }
 
 /// Deletes a pod's host interface (and with it the pod end and the host route); absent is done.

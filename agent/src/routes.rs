@@ -217,6 +217,19 @@ struct Socket {
     dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// The link named `name` in the handle's namespace; None when there is none (ENODEV).
+pub async fn link_by_name(
+    h: &Handle,
+    name: &str,
+) -> Result<Option<netlink_packet_route::link::LinkMessage>, rtnetlink::Error> {
+    let mut dump = h.link().get().match_name(name.to_string()).execute();
+    match dump.try_next().await {
+        Ok(m) => Ok(m),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Socket {
     /// Interface index to name, for every link in the namespace.
     async fn links(&self) -> Result<HashMap<u32, String>, Error> {

@@ -100,7 +100,7 @@ pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
         )
     };
     let mut conditions = vec![ipam, routes, bgp, wireguard, nat, tunnel, ready];
-    if let Some(old) = agent.last_status.as_ref().or(nns.status.as_ref()) {
+    if let Some(old) = previous {
         keep_transition_times(&mut conditions, &old.conditions);
     }
     Some(NodeNetworkStateStatus {

@@ -47,8 +47,7 @@ pub async fn probe_ipip(sock: &RouteNetlink) -> Result<bool, String> {
             .build();
         match h.link().add(link).execute().await {
             Ok(()) => {
-                let mut dump = h.link().get().match_name(PROBE.to_string()).execute();
-                if let Ok(Some(m)) = futures::TryStreamExt::try_next(&mut dump).await {
+                if let Ok(Some(m)) = crate::routes::link_by_name(&h, PROBE).await {
                     let _ = h.link().del(m.header.index).execute().await;
                 }
                 Ok(true)

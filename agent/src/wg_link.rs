@@ -24,12 +24,9 @@ fn nl(what: &str) -> impl Fn(rtnetlink::Error) -> String + '_ {
 }
 
 async fn link(h: &Handle, name: &str) -> Result<Option<LinkMessage>, String> {
-    let mut dump = h.link().get().match_name(name.to_string()).execute();
-    match dump.try_next().await {
-        Ok(m) => Ok(m),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(format!("reading interface {name}: {e}")),
-    }
+    crate::routes::link_by_name(h, name)
+        .await
+        .map_err(|e| format!("reading interface {name}: {e}"))
 }
 
 fn mtu_of(m: &LinkMessage) -> Option<u32> {

@@ -104,13 +104,7 @@ impl Agent {
             mtu,
             node_ip,
         }));
-        self.wg.desired.send_if_modified(|cur| {
-            let changed = *cur != want;
-            if changed {
-                *cur = want;
-            }
-            changed
-        });
+        crate::worker::want(&self.wg.desired, want);
     }
 }
 

@@ -50,3 +50,15 @@ pub fn spawn<W: Worker>(
         }
     });
 }
+
+/// Hands `value` to the worker only when it differs from what the worker already has (an equal
+/// value would wake it for nothing).
+pub fn want<T: PartialEq>(desired: &watch::Sender<T>, value: T) {
+    desired.send_if_modified(|cur| {
+        let changed = *cur != value;
+        if changed {
+            *cur = value;
+        }
+        changed
+    });
+}
