@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # runc, CNI reference plugins, busybox-static and catatonit (the pause process) are for the kube lab's nodes
 # and images; containerd itself is built from its Go module (Debian's would run as a service).
-apt_pkgs=(bird2 iproute2 nftables wireguard-tools tcpdump iputils-ping curl util-linux
+apt_pkgs=(bird2 binutils iproute2 nftables wireguard-tools tcpdump iputils-ping curl util-linux
   runc containernetworking-plugins busybox-static catatonit)
 install_apt() {
   local missing=()

@@ -4,6 +4,7 @@
 //! stored get their dataplane work and answer. Dataplane work (netlink) runs in spawned tasks,
 //! so a slow veth never holds up other pods' IPAM.
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -80,6 +81,9 @@ pub struct Settings {
     pub netns: NodeNetns,
     /// How long an ADD waits for the operator to claim a block the node asked for.
     pub block_wait: Duration,
+    /// Where the node's `/proc/sys` is writable: `/proc/sys` itself, or a hostPath mount of it in a
+    /// container, whose own `/proc/sys` is read-only unless privileged.
+    pub proc_sys: PathBuf,
 }
 
 /// What one pod's metadata contributes to pool selection.

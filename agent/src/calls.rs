@@ -336,6 +336,7 @@ impl Agent {
             netns: PathBuf::from(&add.call.req.netns),
             address,
             mtu,
+            proc_sys: self.settings.proc_sys.clone(),
         };
         let (netlink, tx, handle, call) =
             (self.netlink.clone(), self.tx.clone(), add.handle, add.call);

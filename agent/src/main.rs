@@ -65,6 +65,9 @@ struct Args {
     /// The userspace WireGuard program (boringtun-cli 0.7), run in the node's namespace.
     #[arg(long, env = "OCELOT_BORINGTUN", default_value = "boringtun-cli")]
     boringtun: PathBuf,
+    /// The node's /proc/sys, writable (in a container: a hostPath mount of /proc/sys/net there).
+    #[arg(long, env = "OCELOT_PROC_SYS", default_value = "/proc/sys")]
+    proc_sys: PathBuf,
 }
 
 #[tokio::main]
@@ -109,6 +112,7 @@ async fn run(args: Args) -> Result<()> {
         node: args.node_name.clone(),
         netns,
         block_wait: Duration::from_secs(args.block_wait_seconds),
+        proc_sys: args.proc_sys.clone(),
     };
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("create the state folder {}", args.state_dir.display()))?;

@@ -44,6 +44,8 @@ pub struct PodLink {
     pub netns: PathBuf,
     pub address: Ipv4Addr,
     pub mtu: u32,
+    /// The node's writable `/proc/sys` ([`crate::agent::Settings::proc_sys`]).
+    pub proc_sys: PathBuf,
 }
 
 /// Makes the pod's interfaces and the host route; returns the pod interface's MAC.
@@ -144,14 +146,15 @@ async fn host_side(h: Handle, link: &PodLink, sandbox: File) -> Result<(), Datap
         })?;
     // Felix's settings for a workload interface: answer ARP for the gateway, no delay, forward.
     let dev = &link.host_veth;
+    let net = link.proc_sys.join("net/ipv4");
     for (path, value) in [
-        (format!("/proc/sys/net/ipv4/conf/{dev}/proxy_arp"), "1"),
-        (format!("/proc/sys/net/ipv4/neigh/{dev}/proxy_delay"), "0"),
-        (format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"), "1"),
+        (net.join(format!("conf/{dev}/proxy_arp")), "1"),
+        (net.join(format!("neigh/{dev}/proxy_delay")), "0"),
+        (net.join(format!("conf/{dev}/forwarding")), "1"),
     ] {
         std::fs::write(&path, value).map_err(|e| DataplaneError {
             step: "setting the host interface's sysctls",
-            detail: format!("{path}: {e}"),
+            detail: format!("{}: {e}", path.display()),
         })?;
     }
     h.link()

@@ -125,9 +125,12 @@ pub async fn configure(
             writes += 1;
         }
         if let (Some(ip), false) = (address, present) {
-            h.address()
-                .add(index, IpAddr::V4(ip), 32)
-                .execute()
+            let mut add = h.address().add(index, IpAddr::V4(ip), 32);
+            // As the seed shows it: `inet <ip>/32 brd <ip> scope global wireguard.cali`.
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::Broadcast(ip));
+            add.execute()
                 .await
                 .map_err(nl("adding the WireGuard interface's address"))?;
             writes += 1;

@@ -11,3 +11,4 @@ pub mod lab;
 pub mod operator;
 pub mod pki;
 pub mod proc;
+pub mod seed_live;

@@ -46,7 +46,13 @@ const HARD_CODED: &[(&str, &str)] = &[
     ("run-mount", "/run/mount"),     // mount(8)'s utab
     ("etc-cni-net.d", "/etc/cni/net.d"), // CNI config, where charts install it
     ("opt-cni-bin", "/opt/cni/bin"), // CNI plugins, where charts install them
+    ("var-lib-ocelot", "/var/lib/ocelot"), // the agent's state (hostPath in the chart)
+    ("run-ocelot", "/run/ocelot"),   // the agent's CNI socket (hostPath /var/run/ocelot)
 ];
+
+/// Bind targets whose later submounts must reach containers (the agent's HostToContainer mount of
+/// the pods' netns files).
+const SHARED: &[&str] = &["/run/netns"];
 
 /// The pod CIDR of the i-th kube node (reference CNI): 198.19.48.0/24, 198.19.49.0/24, … inside the lab's
 /// range, apart from the fabric (198.19.0.0/20), the seed's IP pools (198.19.16.0/20) and the service range
@@ -182,7 +188,8 @@ fn bring_up(cfg: KubeLabConfig, out: &mut Option<KubeLab>) -> Result<()> {
             .iter()
             .map(|(src, dst)| (node_dir.join("host").join(src), *dst))
             .collect();
-        mntns::create(&cg, &binds).with_context(|| format!("mount namespace of node {name}"))?;
+        mntns::create(&cg, &binds, SHARED)
+            .with_context(|| format!("mount namespace of node {name}"))?;
     }
     write_pki(kl)?;
     kl.images = image::write_all(&dir.join("images")).context("building the lab's images")?;

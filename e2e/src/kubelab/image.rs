@@ -276,7 +276,7 @@ fn sha256(data: &[u8]) -> String {
 }
 
 /// Shared libraries (and the ELF interpreter) that `binary` loads, as `ldd` resolves them on this host.
-fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
     let out = run_bounded(
         Command::new("ldd").arg(binary),
         None,

@@ -22,6 +22,7 @@ mod bringup;
 pub mod config;
 mod forward;
 pub mod image;
+pub mod ocelot_images;
 
 use std::ffi::OsStr;
 use std::io;
@@ -306,6 +307,13 @@ impl KubeLab {
         self.lab.as_ref().expect("lab present until drop")
     }
 
+    /// Keep the run's folder (logs, configs) when the lab is removed, as after a failure.
+    pub fn keep_logs(&mut self) {
+        if let Some(l) = self.lab.as_mut() {
+            l.keep_logs();
+        }
+    }
+
     /// The run's folder: every daemon's log (`<node>.<daemon>.log`), configs, state.
     pub fn dir(&self) -> &Path {
         self.lab().dir()
@@ -498,6 +506,30 @@ impl KubeLab {
             .arg(self.dir().join("kube-cache"))
             .args(args);
         cmd
+    }
+
+    /// `program ARGS` as the admin, run inside the control node's netns with `KUBECONFIG` set (helm,
+    /// ocelotctl, `kubectl ocelot`); the caller bounds it (e.g. [`run_output`]).
+    pub fn admin_command<I, S>(&self, program: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = nsenter(self.control().netns(), None, [program.as_os_str()]);
+        cmd.env("KUBECONFIG", &self.admin_kubeconfig).args(args);
+        cmd
+    }
+
+    /// `program ARGS` as [`KubeLab::admin_command`], bounded by `timeout`; its stdout, or an error
+    /// with its stderr.
+    pub fn admin_ok<I, S>(&self, program: &Path, args: I, timeout: Duration) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args = crate::lab::to_strings(args);
+        let out = run_output(&mut self.admin_command(program, &args), None, timeout);
+        ok_stdout(&out, &format!("{} {}", program.display(), args.join(" ")))
     }
 
     /// Waits until `kubectl wait` succeeds for `args` (e.g. `["deployment/web", "--for=condition=Available"]`).

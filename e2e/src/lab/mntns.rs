@@ -76,8 +76,10 @@ pub fn path(name: &str) -> PathBuf {
 /// Creates mount namespace `name` (a run name, see [`RunId::netns_name`]) with every mount private, the
 /// inherited copies of other namespaces' files removed (they would keep those namespaces alive), and
 /// `binds` mounted: each `(source folder, target path)`; targets are created on the host if missing (as
-/// empty folders). Returns the nsfs file to pass to `nsenter --mount=`.
-pub fn create(name: &str, binds: &[(PathBuf, &str)]) -> Result<PathBuf> {
+/// empty folders). The targets in `shared` become shared mounts, as everything is on a systemd host,
+/// so that mounts made under them later reach containers that mount them with propagation. Returns
+/// the nsfs file to pass to `nsenter --mount=`.
+pub fn create(name: &str, binds: &[(PathBuf, &str)], shared: &[&str]) -> Result<PathBuf> {
     mount_private_dir(Path::new(MNTNS_DIR))?;
     let file = path(name);
     std::fs::write(&file, b"").with_context(|| format!("create {}", file.display()))?;
@@ -85,10 +87,20 @@ pub fn create(name: &str, binds: &[(PathBuf, &str)]) -> Result<PathBuf> {
         "set -e\n\
          for m in $(awk '{print $5}' /proc/self/mountinfo | grep -E \"^($1|$2)/\" | sort -r); do umount -l \"$m\" || true; done\n",
     );
+    // A shared target must be the only mount there: programs that check propagation (containerd)
+    // look at the lowest one, e.g. iproute2's private bind of /run/netns inherited from the host.
+    for dst in shared {
+        script.push_str(&format!(
+            "for _ in 1 2 3; do mountpoint -q '{dst}' && umount -l '{dst}'; done; true\n"
+        ));
+    }
     for (src, dst) in binds {
         std::fs::create_dir_all(src).with_context(|| format!("mkdir {}", src.display()))?;
         std::fs::create_dir_all(dst).with_context(|| format!("mkdir {dst}"))?;
         script.push_str(&format!("mount --bind '{}' '{dst}'\n", src.display()));
+    }
+    for dst in shared {
+        script.push_str(&format!("mount --make-shared '{dst}'\n"));
     }
     let unshare = find_tool("unshare").context("unshare (util-linux) not found")?;
     let mut cmd = Command::new(unshare);
