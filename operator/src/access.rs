@@ -108,13 +108,20 @@ pub const API_ACCESS: &[(&str, &str, &str, &[&str], &str)] = &[
         &["get", "create", "update"],
         "release",
     ),
-    // kube-runtime's Recorder: create, then a merge patch for a repeated Event; cluster-scoped
-    // objects' Events go to namespace default.
+    (
+        "NetworkPolicy",
+        "networking.k8s.io",
+        "networkpolicies",
+        &["list", "watch"],
+        "",
+    ),
+    // kube-runtime's Recorder: create, then a merge patch for a repeated Event. Events go to the
+    // object's namespace (NetworkPolicies: any), cluster-scoped objects' to namespace default.
     (
         "Recorder",
         "events.k8s.io",
         "events",
         &["create", "patch"],
-        "default",
+        "",
     ),
 ];

@@ -72,10 +72,10 @@ impl Ctx {
         note: String,
     ) {
         let key = (
-            format!(
-                "{}/{}",
+            object_key(
                 regarding.kind.as_deref().unwrap_or(""),
-                regarding.name.as_deref().unwrap_or("")
+                regarding.namespace.as_deref(),
+                regarding.name.as_deref().unwrap_or(""),
             ),
             reason.to_string(),
             detail.to_string(),
@@ -90,7 +90,7 @@ impl Ctx {
 
     /// Forgets the warnings about `object`, so the problem is reported again if it comes back.
     pub fn clear_warnings(&mut self, kind: &str, name: &str, reason: &str) {
-        let object = format!("{kind}/{name}");
+        let object = object_key(kind, None, name);
         self.memory
             .warned
             .retain(|(o, r, _)| !(o == &object && r == reason));
@@ -117,6 +117,14 @@ impl Ctx {
 }
 
 /// A reference to a cluster-scoped object for Events.
+/// How a warned-about object is remembered: `<kind>/<name>`, or `<kind>/<namespace>/<name>`.
+pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
 pub fn reference(api_version: &str, kind: &str, name: &str, uid: Option<&str>) -> ObjectReference {
     ObjectReference {
         api_version: Some(api_version.into()),

@@ -71,6 +71,8 @@ pub struct Feed {
     pub agent_status: BTreeMap<String, NodeNetworkStateStatus>,
     /// Namespace → its annotations (only the pool ones matter).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// NetworkPolicies, as `<namespace>/<name>`.
+    pub policies: BTreeSet<String>,
     /// Something changed since the last cluster pass (nodes, blocks, pools, statuses).
     pub control_dirty: bool,
     /// Source objects as last seen, for their status roll-ups.
@@ -99,6 +101,7 @@ impl Default for Feed {
             calico_nodes: BTreeMap::new(),
             agent_status: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            policies: BTreeSet::new(),
             control_dirty: true,
             peers: BTreeMap::new(),
             bgp_configs: BTreeMap::new(),
@@ -257,6 +260,10 @@ impl Feed {
                 self.namespaces.insert(name.to_string(), ann);
                 Affected::Nodes(Default::default())
             }
+            Obj::NetworkPolicy(_) => {
+                self.policies.insert(name.to_string());
+                Affected::Nodes(Default::default())
+            }
             Obj::IPAMBlock(b) => {
                 if let Some(rv) = b.metadata.resource_version.clone() {
                     self.block_versions.insert(name.to_string(), rv);
@@ -321,6 +328,10 @@ impl Feed {
             }
             Kind::Namespace => {
                 self.namespaces.remove(name);
+                Affected::Nodes(Default::default())
+            }
+            Kind::NetworkPolicy => {
+                self.policies.remove(name);
                 Affected::Nodes(Default::default())
             }
             Kind::IPAMBlock => {
@@ -573,7 +584,7 @@ mod tests {
             list(&mut feed, *kind, vec![]);
             assert!(!feed.synced());
         }
-        list(&mut feed, Kind::NodeNetworkState, vec![]);
+        list(&mut feed, KINDS[KINDS.len() - 1], vec![]);
         assert!(feed.synced());
     }
 

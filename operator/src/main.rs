@@ -9,6 +9,7 @@ mod feed;
 mod leader;
 mod metrics;
 mod nodes;
+mod policy;
 mod pools;
 mod status;
 mod watch;
@@ -193,6 +194,7 @@ async fn run(
             let b = blocks::reconcile(&mut ctx, &mut feed).await;
             let n = nodes::reconcile(&mut ctx, &feed).await;
             pools::check_namespaces(&mut ctx, &feed).await;
+            policy::report_unenforced(&mut ctx, &feed).await;
             metrics.wrote("IPPool", p);
             metrics.wrote("IPAMBlock", b);
             metrics.wrote("Node", n);

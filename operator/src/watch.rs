@@ -4,6 +4,7 @@ use std::fmt::Debug;
 
 use futures::StreamExt;
 pub use k8s_openapi::api::core::v1::{Namespace, Node as KubeNode};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -31,10 +32,12 @@ pub enum Kind {
     IPAMBlock,
     /// Namespaces: their pool annotations are checked.
     Namespace,
+    /// NetworkPolicies: each is reported as not enforced (Ocelot has no policy dataplane yet).
+    NetworkPolicy,
 }
 
 /// Every watched kind; reconciling waits until each has sent InitDone once.
-pub const KINDS: [Kind; 10] = [
+pub const KINDS: [Kind; 11] = [
     Kind::IPPool,
     Kind::BGPPeer,
     Kind::BGPConfiguration,
@@ -45,6 +48,7 @@ pub const KINDS: [Kind; 10] = [
     Kind::IPAMBlock,
     Kind::Namespace,
     Kind::NodeNetworkState,
+    Kind::NetworkPolicy,
 ];
 
 /// One watched object (boxed: the kinds differ a lot in size).
@@ -60,6 +64,8 @@ pub enum Obj {
     KubeNode(Box<KubeNode>),
     IPAMBlock(Box<IPAMBlock>),
     Namespace(Box<Namespace>),
+    /// Only its `<namespace>/<name>` matters.
+    NetworkPolicy(String),
 }
 
 impl Obj {
@@ -75,6 +81,7 @@ impl Obj {
             Obj::KubeNode(_) => Kind::KubeNode,
             Obj::IPAMBlock(_) => Kind::IPAMBlock,
             Obj::Namespace(_) => Kind::Namespace,
+            Obj::NetworkPolicy(_) => Kind::NetworkPolicy,
         }
     }
 
@@ -91,6 +98,7 @@ impl Obj {
             Obj::KubeNode(o) => o.metadata.name.as_deref(),
             Obj::IPAMBlock(o) => o.metadata.name.as_deref(),
             Obj::Namespace(o) => o.metadata.name.as_deref(),
+            Obj::NetworkPolicy(key) => Some(key),
         }
     }
 }
@@ -139,6 +147,15 @@ pub fn spawn_all(client: &Client, tx: &UnboundedSender<Msg>) -> Vec<JoinHandle<(
             client,
             Kind::NodeNetworkState,
             |o| Obj::NodeNetworkState(Box::new(o)),
+            tx,
+        ),
+        spawn(
+            client,
+            Kind::NetworkPolicy,
+            |p: NetworkPolicy| {
+                let ns = p.metadata.namespace.unwrap_or_default();
+                Obj::NetworkPolicy(format!("{ns}/{}", p.metadata.name.unwrap_or_default()))
+            },
             tx,
         ),
     ]

@@ -398,10 +398,33 @@ fn step9_nginx(lab: &SeedLab, p: &mut Progress) -> Result<()> {
         "nginx's address: want {NGINX_IP}, got {nginx:?}"
     );
     println!(
-        "$ kubectl get networkpolicy -n external-ns\n{}(accepted by the API server; Ocelot does not enforce NetworkPolicy yet)",
+        "$ kubectl get networkpolicy -n external-ns\n{}",
         lab.kube
             .kubectl_ok(["get", "networkpolicy", "-n", "external-ns"])?
     );
+    // The operator says on the policy itself that it is not enforced (a Warning Event).
+    let note = lab.eventually(
+        "the NotEnforced Event on NetworkPolicy nginx",
+        CONVERGE,
+        || {
+            let out = lab.kube.kubectl_ok([
+                "get",
+                "events",
+                "-n",
+                "external-ns",
+                "--field-selector",
+                "reason=NotEnforced,involvedObject.kind=NetworkPolicy,involvedObject.name=nginx",
+                "-o",
+                "jsonpath={range .items[*]}{.type} {.reason} {.message}{\"\\n\"}{end}",
+            ])?;
+            ensure!(
+                out.starts_with("Warning NotEnforced "),
+                "no Event yet ({out:?})"
+            );
+            Ok(out)
+        },
+    )?;
+    println!("$ kubectl get events -n external-ns --field-selector reason=NotEnforced\n{note}");
     let host1 = lab.kube.lab().node("host1");
     let page = lab.eventually("curl 198.19.28.208 from host1", CONVERGE, || {
         let out = host1.exec_ok([
