@@ -51,13 +51,19 @@ pub fn live_pod(pod: &Pod) -> Option<LivePod> {
     ) {
         return None;
     }
-    let node = pod.spec.as_ref()?.node_name.clone()?;
-    let ips: Vec<IpAddr> = status
-        .and_then(|s| s.pod_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.parse().ok())
-        .collect();
+    let spec = pod.spec.as_ref()?;
+    let node = spec.node_name.clone()?;
+    // A host-network pod's IP is its node's: no IPAM address (Calico's `ipam check` skips them too).
+    let ips: Vec<IpAddr> = if spec.host_network == Some(true) {
+        Vec::new()
+    } else {
+        status
+            .and_then(|s| s.pod_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.parse().ok())
+            .collect()
+    };
     Some(LivePod {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
@@ -69,6 +75,27 @@ pub fn live_pod(pod: &Pod) -> Option<LivePod> {
             .and_then(|a| a.get(CONTAINER_ID_ANNOTATION).cloned()),
         ips,
     })
+}
+
+#[cfg(test)]
+mod live_pod_tests {
+    use super::*;
+
+    fn pod(host_network: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "kube-system", "name": "ocelot-agent-x"},
+            "spec": {"nodeName": "node2", "hostNetwork": host_network, "containers": []},
+            "status": {"phase": "Running", "podIPs": [{"ip": "198.19.0.3"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_host_network_pod_holds_no_ipam_address() {
+        assert!(live_pod(&pod(true)).unwrap().ips.is_empty());
+        let ips = live_pod(&pod(false)).unwrap().ips;
+        assert_eq!(ips, vec!["198.19.0.3".parse::<IpAddr>().unwrap()]);
+    }
 }
 
 /// `ipam show` as JSON: every pool with its numbers and blocks, and the blocks outside pools.

@@ -455,7 +455,9 @@ fn ipam_rows(table: &str) -> BTreeMap<(String, String), u64> {
 }
 
 fn step10_ipam_show(lab: &SeedLab, p: &mut Progress) -> Result<()> {
-    p.step("kubectl ocelot ipam show --show-blocks: both pools and their blocks");
+    p.step(
+        "kubectl ocelot ipam show --show-blocks: both pools and their blocks; ipam check; status",
+    );
     // What the cluster holds: each block's allocations, from the IPAMBlocks themselves.
     let blocks: Value = serde_json::from_str(&lab.kube.kubectl_ok([
         "get",
