@@ -77,27 +77,6 @@ pub fn live_pod(pod: &Pod) -> Option<LivePod> {
     })
 }
 
-#[cfg(test)]
-mod live_pod_tests {
-    use super::*;
-
-    fn pod(host_network: bool) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"namespace": "kube-system", "name": "ocelot-agent-x"},
-            "spec": {"nodeName": "node2", "hostNetwork": host_network, "containers": []},
-            "status": {"phase": "Running", "podIPs": [{"ip": "198.19.0.3"}]},
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_host_network_pod_holds_no_ipam_address() {
-        assert!(live_pod(&pod(true)).unwrap().ips.is_empty());
-        let ips = live_pod(&pod(false)).unwrap().ips;
-        assert_eq!(ips, vec!["198.19.0.3".parse::<IpAddr>().unwrap()]);
-    }
-}
-
 /// `ipam show` as JSON: every pool with its numbers and blocks, and the blocks outside pools.
 pub fn show_json(r: &ShowReport) -> Value {
     let block = |b: &crate::ipam::BlockUsage| {
@@ -152,4 +131,25 @@ pub fn check_json(r: &CheckReport) -> Value {
             "address": a.to_string(), "owners": o,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod live_pod_tests {
+    use super::*;
+
+    fn pod(host_network: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "kube-system", "name": "ocelot-agent-x"},
+            "spec": {"nodeName": "node2", "hostNetwork": host_network, "containers": []},
+            "status": {"phase": "Running", "podIPs": [{"ip": "198.19.0.3"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_host_network_pod_holds_no_ipam_address() {
+        assert!(live_pod(&pod(true)).unwrap().ips.is_empty());
+        let ips = live_pod(&pod(false)).unwrap().ips;
+        assert_eq!(ips, vec!["198.19.0.3".parse::<IpAddr>().unwrap()]);
+    }
 }
