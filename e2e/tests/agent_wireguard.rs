@@ -52,30 +52,19 @@ fn ping_eventually(from: &Netns, to: &str) {
 /// What the fabric side of node1 carries while pod a pings pod b three times:
 /// (ICMP lines, WireGuard UDP lines), from tcpdump on node1's `ens4`.
 fn fabric_capture(node1: &Node, from: &Netns, to: &str) -> (usize, usize, String) {
-    let n = node1.clone();
-    let dump = std::thread::spawn(move || {
-        n.exec_timeout(
-            [
-                "timeout",
-                "4",
-                "tcpdump",
-                "-n",
-                "-l",
-                "-i",
-                "ens4",
-                "icmp or udp port 51820",
-            ],
-            Duration::from_secs(10),
+    let (text, out) = node1
+        .netns()
+        .capture(
+            "ens4",
+            "icmp or udp port 51820",
+            Duration::from_secs(4),
+            || from.exec(["ping", "-c", "3", "-i", "0.2", "-W", "1", "-n", to]),
         )
-        .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(1000));
-    let out = from
-        .exec(["ping", "-c", "3", "-i", "0.2", "-W", "1", "-n", to])
         .unwrap();
-    assert!(out.status.success(), "pod ping through the tunnel failed");
-    let dump = dump.join().unwrap();
-    let text = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(
+        out.unwrap().status.success(),
+        "pod ping through the tunnel failed"
+    );
     let icmp = text.lines().filter(|l| l.contains("ICMP")).count();
     let udp = text
         .lines()

@@ -150,6 +150,32 @@ impl Netns {
         Ok(self.exec_ok(["cat", &path])?.trim().to_string())
     }
 
+    /// What tcpdump sees on `iface` matching `filter` while `during` runs: tcpdump gets a second to
+    /// start, then stops `window` after it started (bounded). Returns its text and `during`'s value.
+    pub fn capture<T: Send>(
+        &self,
+        iface: &str,
+        filter: &str,
+        window: Duration,
+        during: impl FnOnce() -> T + Send,
+    ) -> Result<(String, T)> {
+        let secs = window.as_secs().max(2).to_string();
+        std::thread::scope(|s| {
+            let dump = s.spawn(|| {
+                self.exec_timeout(
+                    ["timeout", &secs, "tcpdump", "-n", "-l", "-i", iface, filter],
+                    window + Duration::from_secs(5),
+                )
+            });
+            std::thread::sleep(Duration::from_secs(1));
+            let value = during();
+            let out = dump
+                .join()
+                .map_err(|_| anyhow::anyhow!("tcpdump thread panicked"))??;
+            Ok((String::from_utf8_lossy(&out.stdout).into_owned(), value))
+        })
+    }
+
     /// Pings `target` once per attempt (`ping -c1 -W1`), up to `attempts` times.
     pub fn ping(&self, target: &str, attempts: u32) -> Result<()> {
         retry(

@@ -69,6 +69,14 @@ fn pods(lab: &SeedLab, ns: &str, selector: &str) -> Result<BTreeMap<String, (Str
         .collect())
 }
 
+fn print_pods(lab: &SeedLab, ns: &str) -> Result<()> {
+    let out = lab
+        .kube
+        .kubectl_ok(["get", "pods", "-n", ns, "-o", "wide"])?;
+    println!("$ kubectl get pods -n {ns} -o wide\n{out}");
+    Ok(())
+}
+
 fn apply_file(lab: &SeedLab, rel: &str) -> Result<()> {
     let path = file(rel);
     println!("$ kubectl apply -f {rel}");
@@ -153,11 +161,7 @@ fn step2_yaobank(lab: &SeedLab, p: &mut Progress) -> Result<()> {
         "the yaobank app (examples/seed/yaobank.yaml): the customer pod on node1 at 198.19.22.129",
     );
     apply_in_order(lab, "examples/seed/yaobank.yaml", "yaobank")?;
-    println!(
-        "$ kubectl get pods -n yaobank -o wide\n{}",
-        lab.kube
-            .kubectl_ok(["get", "pods", "-n", "yaobank", "-o", "wide"])?
-    );
+    print_pods(lab, "yaobank")?;
     let customer = pods(lab, "yaobank", "app=customer")?;
     ensure!(
         customer.get(CUSTOMER_POD) == Some(&("node1".to_string(), CUSTOMER_IP.to_string())),
@@ -387,11 +391,7 @@ fn step9_nginx(lab: &SeedLab, p: &mut Progress) -> Result<()> {
         ],
         Duration::from_secs(120),
     )?;
-    println!(
-        "$ kubectl get pods -n external-ns -o wide\n{}",
-        lab.kube
-            .kubectl_ok(["get", "pods", "-n", "external-ns", "-o", "wide"])?
-    );
+    print_pods(lab, "external-ns")?;
     let nginx = pods(lab, "external-ns", "app=nginx")?;
     ensure!(
         nginx.values().any(|(_, ip)| ip == NGINX_IP),

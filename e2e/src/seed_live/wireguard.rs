@@ -56,41 +56,28 @@ fn remote_pod_ip(lab: &SeedLab) -> Result<String> {
 /// While the customer pod pings `to` three times: (ICMP packets, WireGuard UDP packets) that tcpdump
 /// sees on node1's `ens4`.
 fn fabric_capture(lab: &SeedLab, to: &str) -> Result<(usize, usize)> {
-    let node1 = lab.kube.node("node1").netns().clone();
-    let dump = std::thread::spawn(move || {
-        node1.exec_timeout(
-            [
-                "timeout",
-                "5",
-                "tcpdump",
+    let node1 = lab.kube.node("node1").netns();
+    let (text, ping) = node1.capture(
+        "ens4",
+        "icmp or udp port 51820",
+        Duration::from_secs(5),
+        || {
+            lab.kube.kubectl_ok([
+                "exec",
                 "-n",
-                "-l",
-                "-i",
-                "ens4",
-                "icmp or udp port 51820",
-            ],
-            Duration::from_secs(12),
-        )
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let ping = lab.kube.kubectl_ok([
-        "exec",
-        "-n",
-        "yaobank",
-        CUSTOMER_POD,
-        "--",
-        "ping",
-        "-c",
-        "3",
-        "-W",
-        "2",
-        to,
-    ]);
-    let dump = dump
-        .join()
-        .map_err(|_| anyhow::anyhow!("tcpdump thread panicked"))??;
+                "yaobank",
+                CUSTOMER_POD,
+                "--",
+                "ping",
+                "-c",
+                "3",
+                "-W",
+                "2",
+                to,
+            ])
+        },
+    )?;
     ping?;
-    let text = String::from_utf8_lossy(&dump.stdout);
     let icmp = text.lines().filter(|l| l.contains("ICMP")).count();
     let udp = text.lines().filter(|l| l.contains(".51820 >")).count();
     Ok((icmp, udp))
