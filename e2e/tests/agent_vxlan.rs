@@ -5,6 +5,7 @@
 //!   its Calico Node; `vxlan.calico` (VNI 4096, port 4789, mtu 1410 on the 1460 fabric) with ARP
 //!   and FDB entries; pods ping across all nodes and the fabric carries only UDP 4789; a pod made
 //!   without an explicit MTU gets Calico's 1410.
+//! - An agent restart rewrites nothing of it (netlink monitors see no event on it).
 //! - `CrossSubnet`: node1 → node2 native (`via 198.19.0.3 dev ens4`, no UDP 4789), node1 → node3
 //!   VXLAN; the switch loses at most one packet of a running ping, and so does the way back, after
 //!   which the kernel's overlay state (device, ARP, FDB, routes) is exactly what it was.
@@ -12,7 +13,7 @@
 //!   vxlan.calico, its routes and the published VTEP are gone.
 use std::time::Duration;
 
-use ocelot_e2e::agent::{AgentLab, CniEnv, add, cni, pod_address};
+use ocelot_e2e::agent::{AgentLab, CniEnv, NodeAgent, add, cni, pod_address};
 use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::lab::{Lab, Netns, Node};
 use ocelot_e2e::operator::{apply, get_json, namespace, pod};
@@ -271,6 +272,29 @@ fn vxlan_always_crosssubnet_and_never_on_two_subnets() {
     let eth0 = pm.exec_ok(["ip", "link", "show", "eth0"]).unwrap();
     assert!(eth0.contains("mtu 1410"), "{eth0}");
     let always = overlay_dump(&node1);
+
+    // An agent restart adopts the overlay: no write touches it.
+    let monitor = node1
+        .spawn(["ip", "monitor", "link", "route", "neigh"])
+        .unwrap();
+    let fdb_monitor = node1.spawn(["bridge", "monitor", "fdb"]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let agent = s.agents.remove("node1").unwrap();
+    agent.daemon.stop();
+    let mut agent = NodeAgent::start(&node1, s.dir.path(), &[]);
+    agent.wait_ready();
+    s.agents.insert("node1".into(), agent);
+    wait_tunnel(&mut s, "node1", "Ready", "2 VTEP(s)");
+    // Past the worker's first pass and a poll.
+    std::thread::sleep(Duration::from_secs(12));
+    let churn = monitor.log() + &fdb_monitor.log();
+    drop((monitor, fdb_monitor));
+    let ours: Vec<&str> = churn
+        .lines()
+        .filter(|l| l.contains("vxlan.calico") || l.contains("proto 79"))
+        .collect();
+    assert!(ours.is_empty(), "the restart rewrote the overlay:\n{churn}");
+    assert_eq!(overlay_dump(&node1), always);
 
     // CrossSubnet, switched under a running ping between the same-subnet pods.
     let (lost, summary) = lost_during(pa, b, || {

@@ -57,12 +57,13 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
         let labels_current = labels.iter().all(|(k, v)| have_labels.get(k) == Some(v));
         let owner_current = existing.is_some_and(owned_by_kube_node);
         let vxlan = vxlan_fields(feed, name, existing);
-        let vxlan_current = existing.is_some_and(|n| {
-            let s = &n.spec;
-            (
-                s.ipv4_vxlan_tunnel_addr.clone(),
-                s.vxlan_tunnel_mac_addr.clone(),
-            ) == vxlan.clone().unzip()
+        let vxlan_current = existing.is_some_and(|n| match &vxlan {
+            Some((vtep, mac)) => {
+                n.spec.ipv4_vxlan_tunnel_addr.as_ref() == Some(vtep)
+                    && n.spec.vxlan_tunnel_mac_addr.as_ref() == Some(mac)
+            }
+            // Values someone else set are theirs: only ours need removing.
+            None => !applies_field(n, "f:ipv4VXLANTunnelAddr"),
         });
         if existing.is_some()
             && labels_current
@@ -128,6 +129,17 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
         }
     }
     writes
+}
+
+/// Whether this operator's server-side apply owns `field` (e.g. `f:ipv4VXLANTunnelAddr`).
+fn applies_field(n: &Node, field: &str) -> bool {
+    n.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.to_string().contains(&format!("\"{field}\"")))
+    })
 }
 
 /// The VXLAN tunnel address and MAC the node publishes: the address IPAM gave it and the MAC
