@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use crate::api::ippool::IPPool;
-use crate::ipam::{Ipam, wireguard_handle};
+use crate::api::ippool::{EncapMode, IPPool};
+use crate::ipam::{FamilyPools, Ipam, PoolSource, vxlan_handle, wireguard_handle};
 use crate::validation::validate_ippool;
 use crate::wireguard::{KeyProblem, check_reported_key};
 
@@ -155,7 +155,37 @@ pub enum TunnelAddress {
 /// The WireGuard interface address decision for `node` (handle `wireguard-tunnel-addr-<node>`):
 /// assigned once WireGuard is on and the node has a block, released when it is switched off.
 pub fn wireguard_address(ipam: &Ipam, node: &str, enabled: bool) -> TunnelAddress {
-    let held = ipam.handle_addresses(&wireguard_handle(node));
+    tunnel_address(ipam, &wireguard_handle(node), node, enabled)
+}
+
+/// The VXLAN tunnel address decision for `node` (handle `vxlan-tunnel-addr-<node>`, as
+/// Calico): assigned while a VXLAN pool selects the node ([`vxlan_pools`] not empty) and the node
+/// has a block, released when none does any more.
+pub fn vxlan_address(ipam: &Ipam, node: &str, wanted: bool) -> TunnelAddress {
+    tunnel_address(ipam, &vxlan_handle(node), node, wanted)
+}
+
+/// The pools a node's VXLAN tunnel address comes from, as Calico's: the enabled pools with
+/// vxlanMode Always or CrossSubnet whose nodeSelector matches the node and that allow the Tunnel
+/// use.
+pub fn vxlan_pools(
+    ipam: &Ipam,
+    pools: &BTreeMap<String, IPPool>,
+    node_labels: &BTreeMap<String, String>,
+) -> FamilyPools {
+    let vxlan = |name: &String| {
+        pools
+            .get(name)
+            .is_some_and(|p| p.spec.vxlan_mode.unwrap_or_default() != EncapMode::Never)
+    };
+    let mut fp = ipam.tunnel_pools(crate::ipam::Family::V4, node_labels);
+    fp.pools.retain(vxlan);
+    fp.source = PoolSource::NodeSelector;
+    fp
+}
+
+fn tunnel_address(ipam: &Ipam, handle: &str, node: &str, enabled: bool) -> TunnelAddress {
+    let held = ipam.handle_addresses(handle);
     let v4 = held.iter().find_map(|a| match a {
         IpAddr::V4(v4) => Some(*v4),
         IpAddr::V6(_) => None,

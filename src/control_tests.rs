@@ -187,6 +187,52 @@ fn wireguard_address_comes_after_the_pods_in_the_nodes_block_and_goes_when_disab
 }
 
 #[test]
+fn vxlan_address_comes_from_a_selecting_vxlan_pool_and_goes_with_it() {
+    let mut ipam = seed_ipam();
+    let mut pools: BTreeMap<String, IPPool> = BTreeMap::new();
+    let mut default = pool("default-ipv4-ippool", "198.19.16.0/21", 0);
+    pools.insert(default.metadata.name.clone().unwrap(), default.clone());
+    let labels = BTreeMap::new();
+    assert!(
+        vxlan_pools(&ipam, &pools, &labels).pools.is_empty(),
+        "vxlanMode unset is Never"
+    );
+    default.spec.vxlan_mode = Some(EncapMode::CrossSubnet);
+    pools.insert("default-ipv4-ippool".into(), default);
+    let vp = vxlan_pools(&ipam, &pools, &labels);
+    assert_eq!(
+        vp.pools,
+        ["default-ipv4-ippool"],
+        "external-pool selects no node"
+    );
+    ipam.claim_block("node1", "default-ipv4-ippool", now())
+        .unwrap();
+    commit_all(&mut ipam);
+    assert_eq!(vxlan_address(&ipam, "node1", true), TunnelAddress::Assign);
+    let a = ipam
+        .auto_assign(&AssignRequest::vxlan("node1", now()), Family::V4, &vp)
+        .unwrap();
+    assert_eq!(
+        a.address.to_string(),
+        "198.19.22.128",
+        "the block's first address"
+    );
+    assert_eq!(
+        ipam.handle_addresses("vxlan-tunnel-addr-node1"),
+        vec![a.address],
+        "Calico's handle"
+    );
+    assert_eq!(
+        vxlan_address(&ipam, "node1", true),
+        TunnelAddress::Keep(Some("198.19.22.128".parse().unwrap()))
+    );
+    assert_eq!(
+        vxlan_address(&ipam, "node1", false),
+        TunnelAddress::Release(vec![a.address])
+    );
+}
+
+#[test]
 fn node_address_from_internal_ip() {
     let addrs = [("Hostname", "node1"), ("InternalIP", "198.19.0.2")];
     let ip = internal_ipv4(addrs).unwrap();

@@ -72,6 +72,8 @@ pub enum Msg {
     IpipProbe(Result<bool, String>),
     /// What the WireGuard worker did, when that changed.
     Wireguard(crate::wireguard::WgReport),
+    /// What the overlay worker did, when that changed.
+    Overlay(crate::overlay::OverlayReport),
 }
 
 /// Fixed settings.
@@ -122,9 +124,12 @@ pub struct Agent {
     pub wg: crate::wg_state::WgState,
     pub nat: crate::nat::NatState,
     pub tunnel: crate::tunnel::TunnelState,
+    pub overlay: crate::overlay_state::OverlayState,
 }
 
 impl Agent {
+    // One state per worker; a builder would only rename the arguments.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
         client: Client,
@@ -133,6 +138,7 @@ impl Agent {
         metrics: Metrics,
         bgp: crate::bgp::BgpState,
         wg: crate::wg_state::WgState,
+        overlay: crate::overlay_state::OverlayState,
     ) -> Agent {
         Agent {
             writer: BlockWriter::new(Api::all(client.clone())),
@@ -155,6 +161,7 @@ impl Agent {
             bgp,
             wg,
             tunnel: Default::default(),
+            overlay,
             nat: crate::nat::NatState::default(),
         }
     }
@@ -230,6 +237,7 @@ impl Agent {
                 self.metrics.wireguard_peers.set(report.peers as i64);
                 self.wg.report = Some(report);
             }
+            Msg::Overlay(report) => self.overlay.report = Some(report),
         }
     }
 
@@ -250,6 +258,7 @@ impl Agent {
         self.expire_waiting();
         self.sync_bgp();
         self.sync_wireguard();
+        self.sync_overlay();
         self.sync_tunnel();
         let spec = self.nns.as_ref().map(|n| &n.spec);
         self.nat.sync(&self.settings.netns, spec).await;
@@ -259,6 +268,7 @@ impl Agent {
     fn on_node_state(&mut self, c: Change<NodeNetworkState>) {
         self.bgp.dirty = true;
         self.wg.dirty = true;
+        self.overlay.dirty = true;
         match c {
             Change::Apply(n) => self.nns = Some(n),
             Change::Delete(_) => self.nns = None,
@@ -382,6 +392,7 @@ impl Agent {
 
     fn on_calico_node(&mut self, c: Change<Node>) {
         self.wg.dirty = true;
+        self.overlay.dirty = true;
         match c {
             Change::Apply(n) => {
                 self.bgp.upsert_node(&n);

@@ -329,6 +329,8 @@ impl Agent {
             .and_then(Value::as_u64)
             .map(|m| m as u32)
             .or(dataplane.pod_mtu.filter(|m| *m > 0).map(|m| m as u32))
+            // Auto: Calico's rule for the encapsulations in use on this node's uplink.
+            .or(self.overlay.pod_mtu())
             .unwrap_or(cni::DEFAULT_MTU);
         let link = PodLink {
             host_veth: add.host_veth.clone(),

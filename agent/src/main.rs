@@ -13,7 +13,9 @@ use ocelot_agent::bgp::BgpState;
 use ocelot_agent::metrics::Metrics;
 use ocelot_agent::netns::NodeNetns;
 use ocelot_agent::wg_state::WgState;
-use ocelot_agent::{bird, boringtun, install, server, watch, wireguard, wireguard_key};
+use ocelot_agent::{
+    bird, boringtun, install, overlay, overlay_state, server, watch, wireguard, wireguard_key,
+};
 
 /// Ocelot node agent.
 #[derive(Parser, Debug)]
@@ -137,7 +139,20 @@ async fn run(args: Args) -> Result<()> {
         wg_rx,
         tx.clone(),
     );
-    let agent = Agent::new(settings, client, tx.clone(), netlink, metrics, bgp, wg);
+    let (overlay_desired, overlay_rx) =
+        tokio::sync::watch::channel(overlay::OverlayDesired::Unknown);
+    overlay::start(settings.netns.route_netlink()?, overlay_rx, tx.clone());
+    let overlay = overlay_state::OverlayState::new(overlay_desired);
+    let agent = Agent::new(
+        settings,
+        client,
+        tx.clone(),
+        netlink,
+        metrics,
+        bgp,
+        wg,
+        overlay,
+    );
     let socket_task = tokio::spawn(server::serve(listener, tx));
     tracing::info!(node = %args.node_name, socket = %args.socket.display(), "ocelot-agent started");
     tokio::select! {

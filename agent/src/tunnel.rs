@@ -11,6 +11,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use netlink_packet_route::link::InfoKind;
 use ocelot::api::Condition;
 use ocelot::api::ippool::{EncapMode, IPPoolSpec};
+use ocelot::overlay::Unreachable;
 use ocelot::rollup::status::condition;
 use rtnetlink::{LinkMessageBuilder, LinkUnspec};
 
@@ -132,37 +133,102 @@ impl Agent {
     }
 }
 
-/// The Tunnel condition, and whether it lets the node count as Ready.
+/// The Tunnel condition, and whether it lets the node count as Ready: IP-in-IP pools on this
+/// kernel first, then the overlay worker's report (VXLAN device, and every remote block no one
+/// routes, with why).
 pub fn tunnel_condition(agent: &Agent, generation: Option<i64>, now: &Time) -> (Condition, bool) {
     let c = |ok: bool, reason: &str, msg: String| {
         (condition("Tunnel", ok, reason, msg, generation, now), ok)
     };
     let pools = ipip_pools(&agent.bgp.pools);
-    if pools.is_empty() {
-        return c(true, "NotNeeded", "no pool asks for IP-in-IP".into());
-    }
     let node = &agent.settings.node;
     let list = pools.join(", ");
-    match &agent.tunnel.ipip {
-        None => c(
+    match (&agent.tunnel.ipip, pools.is_empty()) {
+        (_, true) => {}
+        (None, false) => {
+            return c(
+                false,
+                "Probing",
+                format!("checking the kernel for IP-in-IP (IPPool {list})"),
+            );
+        }
+        (Some(Ok(false)), false) => {
+            return c(
+                false,
+                "KernelModuleMissing",
+                format!(
+                    "IPPool {list} asks for IP-in-IP (ipipMode), but node {node}'s kernel has no ipip module: \
+                     its pods get no IP-in-IP routes; load the module or use vxlanMode"
+                ),
+            );
+        }
+        (Some(Ok(true)), false) => {
+            return c(
+                false,
+                "NotSupportedYet",
+                format!("IPPool {list} asks for IP-in-IP; the agent does not program tunl0 yet"),
+            );
+        }
+        (Some(Err(e)), false) => return c(false, "ProbeFailed", e.clone()),
+    }
+    let (ok, reason, msg) = overlay_verdict(agent);
+    c(ok, reason, msg)
+}
+
+/// The overlay part of the Tunnel condition: (ok, reason, message).
+fn overlay_verdict(agent: &Agent) -> (bool, &'static str, String) {
+    let spec = agent.nns.as_ref().map(|n| &n.spec);
+    let vxlan_pools = spec.map_or(0, |s| {
+        s.encapsulated_pools
+            .iter()
+            .filter(|p| p.vxlan_mode != EncapMode::Never)
+            .count()
+    });
+    let Some(report) = &agent.overlay.report else {
+        return if vxlan_pools > 0 {
+            (
+                false,
+                "Starting",
+                "the overlay has not been applied yet".into(),
+            )
+        } else {
+            (
+                true,
+                "NotNeeded",
+                "no pool asks for VXLAN or IP-in-IP".into(),
+            )
+        };
+    };
+    let (msg, plan) = match (&report.applied, &report.plan) {
+        (Err(e), _) => return (false, "ApplyFailed", e.clone()),
+        (Ok(msg), Some(plan)) => (msg, plan),
+        (Ok(msg), None) => return (true, "NotNeeded", msg.clone()),
+    };
+    let unreachable: Vec<_> = plan.unreachable().collect();
+    if let Some((_, first)) = unreachable.first() {
+        let each: Vec<String> = unreachable
+            .iter()
+            .map(|(b, why)| format!("block {} of node {}: {why}", b.block, b.node))
+            .collect();
+        return (
             false,
-            "Probing",
-            format!("checking the kernel for IP-in-IP (IPPool {list})"),
-        ),
-        Some(Ok(false)) => c(
-            false,
-            "KernelModuleMissing",
+            first.reason(),
             format!(
-                "IPPool {list} asks for IP-in-IP (ipipMode), but node {node}'s kernel has no ipip module: \
-                 its pods get no IP-in-IP routes; load the module or use vxlanMode"
+                "no route to {} remote block(s): {}",
+                each.len(),
+                each.join("; ")
             ),
-        ),
-        Some(Ok(true)) => c(
+        );
+    }
+    let disabled = spec.is_some_and(|s| s.dataplane.vxlan_enabled == Some(false));
+    match (&plan.vxlan, vxlan_pools > 0 && !disabled) {
+        (Some(_), _) => (true, "Ready", msg.clone()),
+        (None, true) => (
             false,
-            "NotSupportedYet",
-            format!("IPPool {list} asks for IP-in-IP; the agent does not program tunl0 yet"),
+            Unreachable::LocalVTEPPending.reason(),
+            Unreachable::LocalVTEPPending.to_string(),
         ),
-        Some(Err(e)) => c(false, "ProbeFailed", e.clone()),
+        (None, false) => (true, "NotNeeded", msg.clone()),
     }
 }
 

@@ -257,13 +257,17 @@ pub struct AgentLab {
 impl AgentLab {
     /// Kubernetes Nodes, the operator, lab nodes and one ready agent per node.
     pub fn start(nodes: &[(&str, &str, &str)], agent_args: &[&str]) -> AgentLab {
+        AgentLab::start_in(Lab::new().expect("lab"), nodes, agent_args)
+    }
+
+    /// [`AgentLab::start`] on a lab the test prepared (e.g. with more subnets).
+    pub fn start_in(mut lab: Lab, nodes: &[(&str, &str, &str)], agent_args: &[&str]) -> AgentLab {
         let dir = tempfile::tempdir().unwrap();
         for (name, ip, _) in nodes {
             register_node(name, ip);
         }
         let args = [&SEED_ARGS[..], &["--resync-seconds", "2"]].concat();
         let op = Operator::start_with(&dir.path().join("operator.log"), &args);
-        let mut lab = Lab::new().expect("lab");
         let mut agents = BTreeMap::new();
         for (name, ip, _) in nodes {
             let node = lab.add_node(name, ip).expect("lab node");

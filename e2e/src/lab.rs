@@ -69,6 +69,14 @@ pub const SEED_NODES: &[(&str, &str)] = &[
 
 const BRIDGE: &str = "br0";
 
+/// One L2 segment of the lab: a bridge in the fabric netns with the segment's gateway address.
+#[derive(Clone, Debug)]
+struct Subnet {
+    bridge: String,
+    net: ipnet::Ipv4Net,
+    gateway: Ipv4Addr,
+}
+
 /// One machine of the lab: a netns with `ens4` on the fabric. Derefs to its [`Netns`].
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -117,6 +125,8 @@ pub struct Lab {
     dir: PathBuf,
     fabric: Netns,
     nodes: Vec<Node>,
+    /// The fabric's segments; the first is [`FABRIC_NET`] on `br0`.
+    subnets: Vec<Subnet>,
     /// Every netns of this lab, in creation order (registered before creation, so a failure
     /// half-way still gets cleaned up).
     owned: Vec<String>,
@@ -142,6 +152,11 @@ impl Lab {
             dir,
             fabric: fabric.clone(),
             nodes: Vec::new(),
+            subnets: vec![Subnet {
+                bridge: BRIDGE.into(),
+                net: ipnet::Ipv4Net::new(FABRIC_NET, FABRIC_PREFIX_LEN).expect("fabric prefix"),
+                gateway: FABRIC_GATEWAY,
+            }],
             owned: Vec::new(),
             keep_logs: false,
         };
@@ -166,8 +181,45 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Adds a node: a netns with lo up, `ens4` (MTU [`NODE_MTU`]) at `ip`/20 on the fabric, a default route via
-    /// [`FABRIC_GATEWAY`], and IPv4 forwarding on.
+    /// Adds another segment `net` (inside 198.19.0.0/16, apart from the others) behind a routed
+    /// hop: a bridge in the fabric netns, which then forwards between its segments and knows only
+    /// their connected routes (never a pod address). Its gateway is the segment's last address
+    /// but two, as [`FABRIC_GATEWAY`] is on the first. Returns the gateway.
+    pub fn add_subnet(&mut self, net: &str) -> Result<Ipv4Addr> {
+        let net: ipnet::Ipv4Net = net.parse().with_context(|| format!("subnet {net:?}"))?;
+        let lab: ipnet::Ipv4Net = "198.19.0.0/16".parse().expect("lab range");
+        ensure!(
+            net.trunc() == net && lab.contains(&net) && net.prefix_len() < 31,
+            "subnet {net} must be a network inside {lab}"
+        );
+        ensure!(
+            self.subnets
+                .iter()
+                .all(|s| !s.net.contains(&net) && !net.contains(&s.net)),
+            "subnet {net} overlaps another"
+        );
+        let gateway = Ipv4Addr::from(u32::from(net.broadcast()) - 2);
+        let bridge = format!("br{}", self.subnets.len());
+        let gw = format!("{gateway}/{}", net.prefix_len());
+        for args in [
+            vec!["ip", "link", "add", &bridge, "type", "bridge"],
+            vec!["ip", "addr", "add", &gw, "dev", &bridge],
+            vec!["ip", "link", "set", &bridge, "up"],
+        ] {
+            self.fabric.exec_ok(args)?;
+        }
+        self.fabric.sysctl("net.ipv4.ip_forward", "1")?;
+        self.subnets.push(Subnet {
+            bridge,
+            net,
+            gateway,
+        });
+        Ok(gateway)
+    }
+
+    /// Adds a node: a netns with lo up, `ens4` (MTU [`NODE_MTU`]) at `ip` with its segment's prefix
+    /// (/20 on [`FABRIC_NET`], see [`Lab::add_subnet`]), a default route via the segment's gateway
+    /// ([`FABRIC_GATEWAY`]), and IPv4 forwarding on.
     pub fn add_node(&mut self, name: &str, ip: &str) -> Result<Node> {
         ensure!(
             !name.is_empty()
@@ -184,11 +236,12 @@ impl Lab {
         let ip: Ipv4Addr = ip
             .parse()
             .with_context(|| format!("node {name}: bad address {ip:?}"))?;
-        let mask = u32::MAX << (32 - FABRIC_PREFIX_LEN);
-        ensure!(
-            u32::from(ip) & mask == u32::from(FABRIC_NET) && ip != FABRIC_GATEWAY,
-            "node {name}: {ip} is not a free address in {FABRIC_NET}/{FABRIC_PREFIX_LEN}"
-        );
+        let subnet = self
+            .subnets
+            .iter()
+            .find(|s| s.net.contains(&ip) && ip != s.gateway)
+            .cloned()
+            .with_context(|| format!("node {name}: {ip} is not a free address of a lab subnet"))?;
         ensure!(
             self.nodes.iter().all(|n| n.ip != ip),
             "node {name}: {ip} is already used"
@@ -218,10 +271,18 @@ impl Lab {
         ]))?;
         let mtu = NODE_MTU.to_string();
         self.fabric.exec_ok([
-            "ip", "link", "set", &port, "mtu", &mtu, "master", BRIDGE, "up",
+            "ip",
+            "link",
+            "set",
+            &port,
+            "mtu",
+            &mtu,
+            "master",
+            &subnet.bridge,
+            "up",
         ])?;
-        let addr = format!("{ip}/{FABRIC_PREFIX_LEN}");
-        let gw = FABRIC_GATEWAY.to_string();
+        let addr = format!("{ip}/{}", subnet.net.prefix_len());
+        let gw = subnet.gateway.to_string();
         for args in [
             vec!["ip", "link", "set", NODE_IFACE, "mtu", &mtu],
             vec!["ip", "addr", "add", &addr, "dev", NODE_IFACE],

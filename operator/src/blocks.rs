@@ -9,9 +9,12 @@ use futures::StreamExt;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use ocelot::api::ipam::AffinityState;
 use ocelot::api::{BlockAffinity, IPAMBlock};
-use ocelot::control::{TunnelAddress, claims_needed, wireguard_address};
+use ocelot::control::{
+    TunnelAddress, claims_needed, vxlan_address, vxlan_pools, wireguard_address,
+};
 use ocelot::ipam::{
-    AssignRequest, BlockWrite, Family, FreeReason, GcInput, LeakReason, WriteKind, wireguard_handle,
+    AssignRequest, BlockWrite, Family, FreeReason, GcInput, LeakReason, WriteKind, vxlan_handle,
+    wireguard_handle,
 };
 
 use crate::apply::FIELD_MANAGER;
@@ -83,6 +86,23 @@ pub async fn reconcile(ctx: &mut Ctx, feed: &mut Feed) -> usize {
                 tracing::info!(%node, ?addrs, "WireGuard off: interface address released");
             }
         }
+        let vp = vxlan_pools(&feed.ipam, &feed.pools, &labels);
+        match vxlan_address(&feed.ipam, node, !vp.pools.is_empty()) {
+            TunnelAddress::Keep(_) => {}
+            TunnelAddress::Assign => {
+                let req = AssignRequest::vxlan(node, now);
+                match feed.ipam.auto_assign(&req, Family::V4, &vp) {
+                    Ok(a) => {
+                        tracing::info!(%node, address = %a.address, "VXLAN tunnel address assigned")
+                    }
+                    Err(e) => tracing::warn!(%node, error = %e, "no VXLAN tunnel address yet"),
+                }
+            }
+            TunnelAddress::Release(addrs) => {
+                feed.ipam.release_handle(&vxlan_handle(node));
+                tracing::info!(%node, ?addrs, "no VXLAN pool selects the node: tunnel address released");
+            }
+        }
     }
     gc(ctx, feed, now);
     let mut writes = 0;
@@ -108,8 +128,23 @@ pub async fn reconcile(ctx: &mut Ctx, feed: &mut Feed) -> usize {
             });
         let a = feed.index.set_wireguard_address(node, addr);
         feed.pending.add(a);
+        let a = feed
+            .index
+            .set_vxlan_address(node, vxlan_tunnel_address(feed, node));
+        feed.pending.add(a);
     }
     writes
+}
+
+/// The node's VXLAN tunnel address as IPAM holds it.
+pub fn vxlan_tunnel_address(feed: &Feed, node: &str) -> Option<std::net::Ipv4Addr> {
+    feed.ipam
+        .handle_addresses(&vxlan_handle(node))
+        .into_iter()
+        .find_map(|a| match a {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
 }
 
 /// GC as Calico's kube-controllers do it for nodes: a deleted node's addresses are released at

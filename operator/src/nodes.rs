@@ -8,6 +8,7 @@ use ocelot::api::{Node, NodeStatus};
 use ocelot::bgp::columns::node_asn_column;
 use ocelot::bgp::view::BgpView;
 use ocelot::control::{internal_ipv4, node_bgp_address, published_keys};
+use ocelot::overlay::vxlan_mac;
 
 use crate::apply::FIELD_MANAGER;
 use crate::ctx::{Ctx, reference};
@@ -17,6 +18,8 @@ use crate::watch::KubeNode;
 /// Kubernetes Node annotations Calico publishes.
 pub const ANNOTATION_IPV4: &str = "projectcalico.org/IPv4Address";
 pub const ANNOTATION_WIREGUARD_KEY: &str = "projectcalico.org/WireguardPublicKey";
+pub const ANNOTATION_VXLAN_ADDR: &str = "projectcalico.org/IPv4VXLANTunnelAddr";
+pub const ANNOTATION_VXLAN_MAC: &str = "projectcalico.org/VXLANTunnelMACAddr";
 /// Calico's default AS when BGPConfiguration `default` sets none.
 const DEFAULT_AS: u32 = 64512;
 
@@ -53,9 +56,19 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
             .or_else(|| ip.map(|ip| node_bgp_address(ip, ctx.opts.node_prefix_length)));
         let labels_current = labels.iter().all(|(k, v)| have_labels.get(k) == Some(v));
         let owner_current = existing.is_some_and(owned_by_kube_node);
+        let vxlan = vxlan_fields(feed, name, existing);
+        let vxlan_current = existing.is_some_and(|n| match &vxlan {
+            Some((vtep, mac)) => {
+                n.spec.ipv4_vxlan_tunnel_addr.as_ref() == Some(vtep)
+                    && n.spec.vxlan_tunnel_mac_addr.as_ref() == Some(mac)
+            }
+            // Values someone else set are theirs: only ours need removing.
+            None => !applies_field(n, "f:ipv4VXLANTunnelAddr"),
+        });
         if existing.is_some()
             && labels_current
             && owner_current
+            && vxlan_current
             && (have_addr.is_some() || addr.is_none())
         {
             continue;
@@ -78,6 +91,11 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
             Some(a) => serde_json::json!({ "bgp": { "ipv4Address": a } }),
             None => serde_json::json!({}),
         };
+        // Left out when no VXLAN pool selects the node: the apply then removes our values.
+        if let Some((vtep, mac)) = &vxlan {
+            body["spec"]["ipv4VXLANTunnelAddr"] = vtep.clone().into();
+            body["spec"]["vxlanTunnelMACAddr"] = mac.clone().into();
+        }
         match api
             .patch(
                 name,
@@ -87,7 +105,7 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
             .await
         {
             Ok(_) => {
-                tracing::info!(node = %name, address = ?addr, "Calico Node applied");
+                tracing::info!(node = %name, address = ?addr, ?vxlan, "Calico Node applied");
                 writes += 1;
             }
             Err(e) => {
@@ -111,6 +129,25 @@ async fn calico_nodes(ctx: &Ctx, feed: &Feed) -> usize {
         }
     }
     writes
+}
+
+/// Whether this operator's server-side apply owns `field` (e.g. `f:ipv4VXLANTunnelAddr`).
+fn applies_field(n: &Node, field: &str) -> bool {
+    n.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.to_string().contains(&format!("\"{field}\"")))
+    })
+}
+
+/// The VXLAN tunnel address and MAC the node publishes: the address IPAM gave it and the MAC
+/// already published (a node that ran Calico keeps its own), else the derived one.
+fn vxlan_fields(feed: &Feed, name: &str, existing: Option<&Node>) -> Option<(String, String)> {
+    let vtep = crate::blocks::vxlan_tunnel_address(feed, name)?;
+    let published = existing.and_then(|n| n.spec.vxlan_tunnel_mac_addr.as_deref());
+    Some((vtep.to_string(), vxlan_mac(name, published).to_string()))
 }
 
 fn kube_addresses(kn: &KubeNode) -> impl Iterator<Item = (&str, &str)> {
@@ -223,10 +260,25 @@ async fn annotations(ctx: &Ctx, feed: &Feed, keys: &BTreeMap<String, String>) ->
         if let Some(k) = keys.get(name) {
             want.insert(ANNOTATION_WIREGUARD_KEY.to_string(), k.clone());
         }
+        if let Some(spec) = feed.calico_nodes.get(name).map(|n| &n.spec) {
+            for (key, v) in [
+                (ANNOTATION_VXLAN_ADDR, &spec.ipv4_vxlan_tunnel_addr),
+                (ANNOTATION_VXLAN_MAC, &spec.vxlan_tunnel_mac_addr),
+            ] {
+                if let Some(v) = v {
+                    want.insert(key.to_string(), v.clone());
+                }
+            }
+        }
         let have = kn.metadata.annotations.clone().unwrap_or_default();
-        let current = [ANNOTATION_IPV4, ANNOTATION_WIREGUARD_KEY]
-            .iter()
-            .all(|k| have.get(*k) == want.get(*k));
+        let current = [
+            ANNOTATION_IPV4,
+            ANNOTATION_WIREGUARD_KEY,
+            ANNOTATION_VXLAN_ADDR,
+            ANNOTATION_VXLAN_MAC,
+        ]
+        .iter()
+        .all(|k| have.get(*k) == want.get(*k));
         if current {
             continue;
         }

@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use super::Condition;
 use super::bgp::{BGPPassword, BindMode, SourceAddress};
+use super::ippool::EncapMode;
 
 /// Desired dataplane state of one node, written only by the operator (field manager `ocelot-operator`).
 /// Named after the node.
@@ -71,6 +72,18 @@ pub struct NodeNetworkStateSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub wireguard_interface_ipv4_address: Option<String>,
+    /// Address of this node's VXLAN device (`vxlan.calico`), from one of its own blocks (handle
+    /// `vxlan-tunnel-addr-<node>`), while a VXLAN pool selects the node.
+    #[serde(
+        default,
+        rename = "ipv4VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_vxlan_tunnel_addr: Option<String>,
+    /// The pools that encapsulate (ipipMode or vxlanMode not Never); every other pool of
+    /// `allPools` is routed unencapsulated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encapsulated_pools: Vec<PoolEncapsulation>,
     /// Pool CIDRs whose pods are masqueraded when leaving all pools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nat_outgoing_pools: Vec<String>,
@@ -80,6 +93,18 @@ pub struct NodeNetworkStateSpec {
     /// Hash of the content above; the agent reports it back as status.appliedHash.
     #[serde(default)]
     pub hash: String,
+}
+
+/// The encapsulation of one pool.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolEncapsulation {
+    /// The pool CIDR.
+    pub cidr: String,
+    /// The pool's ipipMode ("" stored as Never).
+    pub ipip_mode: EncapMode,
+    /// The pool's vxlanMode ("" stored as Never).
+    pub vxlan_mode: EncapMode,
 }
 
 /// One block owned by the node.
@@ -348,6 +373,28 @@ pub struct DataplaneSettings {
     /// default 3, `boot`, which `ip route` does not print).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_route_protocol: Option<u8>,
+    /// FelixConfiguration `vxlanEnabled`; unset: on when any pool uses VXLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_enabled: Option<bool>,
+    /// VXLAN network identifier (`vxlanVNI`, default 4096).
+    #[serde(default, rename = "vxlanVNI", skip_serializing_if = "Option::is_none")]
+    pub vxlan_vni: Option<u32>,
+    /// VXLAN UDP port (`vxlanPort`, default 4789).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<u16>,
+    /// `vxlan.calico`'s MTU (`vxlanMTU`, 0 = host MTU − 50).
+    #[serde(default, rename = "vxlanMTU", skip_serializing_if = "Option::is_none")]
+    pub vxlan_mtu: Option<i32>,
+    /// FelixConfiguration `ipipEnabled`; unset: on when any pool uses IP-in-IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipip_enabled: Option<bool>,
+    /// `tunl0`'s MTU (`ipipMTU`, 0 = host MTU − 20).
+    #[serde(default, rename = "ipipMTU", skip_serializing_if = "Option::is_none")]
+    pub ipip_mtu: Option<i32>,
+    /// FelixConfiguration `programClusterRoutes: Enabled`: the agent, not BIRD, programs IP-in-IP
+    /// and same-subnet unencapsulated routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub program_cluster_routes: bool,
 }
 
 /// What the node's agent reports. Written only by that node's agent.

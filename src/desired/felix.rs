@@ -75,7 +75,15 @@ fn wireguard_table(spec: &FelixConfigurationSpec) -> i64 {
 /// The dataplane settings of one node from its merged FelixConfiguration, defaults applied.
 pub fn dataplane_settings(merged: &FelixConfigurationSpec) -> DataplaneSettings {
     let d = &DEFAULTS;
+    let overlay = crate::overlay::OverlaySettings::from_felix(merged);
     DataplaneSettings {
+        vxlan_enabled: overlay.vxlan_enabled,
+        vxlan_vni: Some(overlay.vxlan_vni),
+        vxlan_port: Some(overlay.vxlan_port),
+        vxlan_mtu: Some(overlay.vxlan_mtu),
+        ipip_enabled: overlay.ipip_enabled,
+        ipip_mtu: Some(overlay.ipip_mtu),
+        program_cluster_routes: overlay.program_cluster_routes,
         wireguard_enabled: merged.wireguard_enabled.unwrap_or(false),
         wireguard_listening_port: Some(
             merged

@@ -34,12 +34,7 @@ pub fn pool_unsupported(spec: &IPPoolSpec) -> Vec<Unsupported> {
             effect: "traffic to this pool's pods is not encapsulated; its blocks are routed over BGP",
         });
     }
-    if encap(spec.vxlan_mode) {
-        out.push(Unsupported {
-            field: "spec.vxlanMode",
-            effect: "traffic to this pool's pods is not encapsulated; its blocks are routed over BGP",
-        });
-    }
+    // vxlanMode is programmed by the agent (vxlan.calico, issue 14).
     out
 }
 
@@ -69,6 +64,9 @@ mod tests {
         };
         assert!(pool_unsupported(&p).is_empty());
         p.vxlan_mode = Some(EncapMode::CrossSubnet);
-        assert_eq!(pool_unsupported(&p)[0].field, "spec.vxlanMode");
+        assert!(pool_unsupported(&p).is_empty(), "VXLAN is programmed");
+        p.vxlan_mode = None;
+        p.ipip_mode = Some(EncapMode::Always);
+        assert_eq!(pool_unsupported(&p)[0].field, "spec.ipipMode");
     }
 }

@@ -14,9 +14,11 @@ use ipnet::IpNet;
 use crate::api::bgp::{BGPConfigurationSpec, BGPPeer};
 use crate::api::felix::FelixConfigurationSpec;
 use crate::api::ipam::BlockAffinity;
-use crate::api::ippool::IPPool;
+use crate::api::ippool::{EncapMode, IPPool};
 use crate::api::node::Node;
-use crate::api::nodestate::{DataplaneSettings, NodeBlock, NodeNetworkStateSpec};
+use crate::api::nodestate::{
+    DataplaneSettings, NodeBlock, NodeNetworkStateSpec, PoolEncapsulation,
+};
 use crate::bgp::node_bgp_state_in;
 use crate::bgp::view::{BgpNode, BgpView, LocalNodes, ParsedPeer, Remote};
 use crate::desired::{dataplane_settings, merge_felix, spec_hash};
@@ -56,6 +58,8 @@ impl Affected {
 struct PoolEntry {
     cidr: Option<IpNet>,
     nat_outgoing: bool,
+    ipip_mode: EncapMode,
+    vxlan_mode: EncapMode,
 }
 
 /// A peer's cached matches: its local nodes and, for peerSelector peers, the selected nodes.
@@ -85,6 +89,8 @@ pub struct ClusterIndex {
     affinities: HashMap<String, (String, String, String)>,
     /// WireGuard interface addresses given to nodes.
     wireguard: BTreeMap<String, Ipv4Addr>,
+    /// VXLAN tunnel addresses given to nodes.
+    vxlan: BTreeMap<String, Ipv4Addr>,
 }
 
 impl ClusterIndex {
@@ -116,6 +122,8 @@ impl ClusterIndex {
         let entry = PoolEntry {
             cidr: pool.spec.cidr.parse::<IpNet>().ok().map(|n| n.trunc()),
             nat_outgoing: pool.spec.nat_outgoing,
+            ipip_mode: pool.spec.ipip_mode.unwrap_or_default(),
+            vxlan_mode: pool.spec.vxlan_mode.unwrap_or_default(),
         };
         self.pools.insert(name, entry);
         Affected::All
@@ -397,6 +405,19 @@ impl ClusterIndex {
         }
     }
 
+    /// Sets or clears the VXLAN tunnel address the operator gave `node`.
+    pub fn set_vxlan_address(&mut self, node: &str, addr: Option<Ipv4Addr>) -> Affected {
+        let changed = match addr {
+            Some(a) => self.vxlan.insert(node.to_string(), a) != Some(a),
+            None => self.vxlan.remove(node).is_some(),
+        };
+        if changed {
+            Affected::one(node)
+        } else {
+            Affected::none()
+        }
+    }
+
     // ---- the composer --------------------------------------------------------------------------
 
     /// The desired state of one node, with its content hash; None for an unknown node.
@@ -407,9 +428,17 @@ impl ClusterIndex {
         let dataplane = self.dataplane(node);
         let mut all_pools = Vec::new();
         let mut nat_outgoing_pools = Vec::new();
+        let mut encapsulated_pools = Vec::new();
         for p in self.pools.values() {
             let Some(cidr) = p.cidr else { continue };
             all_pools.push(cidr.to_string());
+            if (p.ipip_mode, p.vxlan_mode) != (EncapMode::Never, EncapMode::Never) {
+                encapsulated_pools.push(PoolEncapsulation {
+                    cidr: cidr.to_string(),
+                    ipip_mode: p.ipip_mode,
+                    vxlan_mode: p.vxlan_mode,
+                });
+            }
             // Felix is not told about `disabled`: a disabled pool's pods keep their NAT.
             if p.nat_outgoing {
                 nat_outgoing_pools.push(cidr.to_string());
@@ -417,6 +446,7 @@ impl ClusterIndex {
         }
         all_pools.sort();
         nat_outgoing_pools.sort();
+        encapsulated_pools.sort_by(|a, b| a.cidr.cmp(&b.cidr));
         let blocks = self
             .blocks
             .get(node)
@@ -437,6 +467,8 @@ impl ClusterIndex {
             bgp: node_bgp_state_in(self, node),
             dataplane,
             wireguard_interface_ipv4_address,
+            ipv4_vxlan_tunnel_addr: self.vxlan.get(node).map(Ipv4Addr::to_string),
+            encapsulated_pools,
             nat_outgoing_pools,
             all_pools,
             hash: String::new(),

@@ -61,6 +61,11 @@ pub fn wireguard_handle(node: &str) -> String {
     format!("{WIREGUARD_HANDLE_PREFIX}{node}")
 }
 
+/// The handle of a node's VXLAN tunnel address (Calico's).
+pub fn vxlan_handle(node: &str) -> String {
+    format!("{VXLAN_HANDLE_PREFIX}{node}")
+}
+
 /// Label Ocelot puts on each IPAMBlock with host affinity, naming the node, so a node's agent
 /// watches only its own blocks (IPAMBlock has no field to select on; Calico's schema is kept).
 pub const BLOCK_NODE_LABEL: &str = "ocelot.dev/node";

@@ -5,6 +5,7 @@ use ipnet::Ipv4Net;
 
 use crate::api::felix::routing::ProgramClusterRoutesMode;
 use crate::api::ippool::EncapMode;
+use crate::api::nodestate::DataplaneSettings;
 use crate::api::{FelixConfigurationSpec, IPPoolSpec, Node};
 
 /// Felix's IPv4 VXLAN device.
@@ -169,6 +170,24 @@ impl OverlaySettings {
                 .then(|| spec.wireguard_mtu.unwrap_or(0).max(0)),
             program_cluster_routes: spec.program_cluster_routes
                 == Some(ProgramClusterRoutesMode::Enabled),
+        }
+    }
+
+    /// From a node's NodeNetworkState `spec.dataplane` (what the agent reads; the operator
+    /// filled it with [`OverlaySettings::from_felix`]).
+    pub fn from_dataplane(d: &DataplaneSettings) -> Self {
+        let dflt = OverlaySettings::default();
+        OverlaySettings {
+            ipip_enabled: d.ipip_enabled,
+            vxlan_enabled: d.vxlan_enabled,
+            vxlan_vni: d.vxlan_vni.unwrap_or(dflt.vxlan_vni),
+            vxlan_port: d.vxlan_port.unwrap_or(dflt.vxlan_port),
+            vxlan_mtu: d.vxlan_mtu.unwrap_or(0).max(0),
+            ipip_mtu: d.ipip_mtu.unwrap_or(0).max(0),
+            wireguard_mtu: d
+                .wireguard_enabled
+                .then(|| d.wireguard_mtu.unwrap_or(0).max(0)),
+            program_cluster_routes: d.program_cluster_routes,
         }
     }
 }

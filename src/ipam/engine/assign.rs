@@ -74,6 +74,16 @@ impl AssignRequest {
         }
     }
 
+    /// A node's VXLAN tunnel address request.
+    pub fn vxlan(node: &str, time: SystemTime) -> AssignRequest {
+        AssignRequest {
+            handle: crate::ipam::vxlan_handle(node),
+            node: node.to_string(),
+            kind: AssignKind::VxlanTunnel,
+            time,
+        }
+    }
+
     pub(super) fn usage(&self) -> AllowedUse {
         match self.kind {
             AssignKind::Pod { .. } => AllowedUse::Workload,

@@ -141,3 +141,26 @@ fn a_published_mac_wins_unless_unusable() {
         Err(MacError::Syntax(_))
     ));
 }
+
+#[test]
+fn settings_reach_the_agent_unchanged_through_the_node_state() {
+    let felix = FelixConfigurationSpec {
+        vxlan_vni: Some(4097),
+        vxlan_port: Some(8472),
+        vxlan_mtu: Some(1400),
+        vxlan_enabled: Some(true),
+        wireguard_enabled: Some(true),
+        ..Default::default()
+    };
+    let dataplane = crate::desired::dataplane_settings(&felix);
+    assert_eq!(
+        OverlaySettings::from_dataplane(&dataplane),
+        OverlaySettings::from_felix(&felix)
+    );
+    let d = crate::desired::dataplane_settings(&FelixConfigurationSpec::default());
+    assert_eq!(
+        (d.vxlan_vni, d.vxlan_port, d.vxlan_enabled),
+        (Some(4096), Some(4789), None),
+        "Calico's defaults; enablement derived from the pools"
+    );
+}
