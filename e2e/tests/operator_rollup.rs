@@ -23,9 +23,9 @@ const NODES: [(&str, &str); 3] = [
 ];
 
 const FILTERED_PEER: &str = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rack-router\nspec:\n  peerIP: 198.19.15.253\n  asNumber: 64600\n  nodeSelector: kubernetes.io/hostname == 'node1'\n  filters: [only-blocks]\n";
-/// A pool asking for VXLAN (not implemented) that selects no node, and node2's own Felix settings
+/// A pool asking for IP-in-IP (not programmed) that selects no node, and node2's own Felix settings
 /// asking for the eBPF dataplane (not implemented).
-const OVERLAY_POOL: &str = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: overlay-pool\nspec:\n  cidr: 198.19.40.0/24\n  vxlanMode: Always\n  nodeSelector: '!all()'\n";
+const OVERLAY_POOL: &str = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: overlay-pool\nspec:\n  cidr: 198.19.40.0/24\n  ipipMode: Always\n  nodeSelector: '!all()'\n";
 const FELIX_NODE2: &str = "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: node.node2\nspec:\n  bpfEnabled: true\n";
 /// The objects with fields not acted on: (resource, Kind, name, field).
 const UNSUPPORTED: [(&str, &str, &str, &str); 4] = [
@@ -45,7 +45,7 @@ const UNSUPPORTED: [(&str, &str, &str, &str); 4] = [
         "ippools.projectcalico.org",
         "IPPool",
         "overlay-pool",
-        "spec.vxlanMode",
+        "spec.ipipMode",
     ),
     (
         "felixconfigurations.projectcalico.org",
