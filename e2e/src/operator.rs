@@ -114,6 +114,21 @@ pub fn patch_seed_wireguard_on() {
     );
 }
 
+/// A merge patch of the spec of IPPool `default-ipv4-ippool` (e.g. `{"natOutgoing":false}`).
+pub fn patch_default_pool(spec: &str) {
+    check(
+        kubectl([
+            "patch",
+            "ippools.projectcalico.org",
+            "default-ipv4-ippool",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{spec}}}"#),
+        ]),
+        &format!("kubectl patch ippool default-ipv4-ippool {spec}"),
+    );
+}
+
 /// A Kubernetes Node `name` with `ip` as its InternalIP, as a kubelet registers it.
 pub fn register_node(name: &str, ip: &str) {
     apply(&format!(

@@ -5,10 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ocelot_e2e::agent::{AgentLab, NodeAgent, SEED_NODES as NODES, ping_once, pod_pair};
-use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::daemon::log_line;
 use ocelot_e2e::lab::{LabProcess, Netns};
-use ocelot_e2e::operator::get_json;
+use ocelot_e2e::operator::{get_json, patch_default_pool};
 use serde_json::Value;
 
 const HOST1: &str = "198.19.15.254";
@@ -87,17 +86,7 @@ fn wait_condition(s: &mut AgentLab, node: &str, type_: &str, key: &str, want: &s
 }
 
 fn patch_nat(on: bool) {
-    check(
-        kubectl([
-            "patch",
-            "ippools.projectcalico.org",
-            "default-ipv4-ippool",
-            "--type=merge",
-            "-p",
-            &format!(r#"{{"spec":{{"natOutgoing":{on}}}}}"#),
-        ]),
-        "kubectl patch ippool default-ipv4-ippool",
-    );
+    patch_default_pool(&format!(r#"{{"natOutgoing":{on}}}"#));
 }
 
 #[test]

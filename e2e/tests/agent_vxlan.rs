@@ -14,9 +14,8 @@
 use std::time::Duration;
 
 use ocelot_e2e::agent::{AgentLab, CniEnv, NodeAgent, add, cni, pod_address};
-use ocelot_e2e::cluster::{check, kubectl};
 use ocelot_e2e::lab::{Lab, Netns, Node};
-use ocelot_e2e::operator::{apply, get_json, namespace, pod};
+use ocelot_e2e::operator::{apply, get_json, namespace, patch_default_pool, pod};
 use serde_json::Value;
 
 const NODES: [(&str, &str, &str); 3] = [
@@ -31,18 +30,7 @@ fn sh(node: &Node, cmd: &str) -> String {
 }
 
 fn set_mode(mode: &str) {
-    let patch = format!(r#"{{"spec":{{"vxlanMode":"{mode}"}}}}"#);
-    check(
-        kubectl([
-            "patch",
-            "ippools.projectcalico.org",
-            "default-ipv4-ippool",
-            "--type=merge",
-            "-p",
-            &patch,
-        ]),
-        "patch the pool's vxlanMode",
-    );
+    patch_default_pool(&format!(r#"{{"vxlanMode":"{mode}"}}"#));
 }
 
 /// `node`'s Tunnel condition.
