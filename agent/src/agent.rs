@@ -50,11 +50,14 @@ pub enum Msg {
     Cni(Call),
     /// A pod the watch had not brought yet, read directly.
     PodFetched(Call, Result<Option<Pod>, String>),
-    /// An ADD's interfaces are made (Ok: the result) or failed (the error reply).
-    AddDone {
+    /// An ADD's interfaces are made (Ok: the pod interface's MAC) or failed (the error reply).
+    Interfaces {
         handle: String,
-        call: Call,
-        result: Result<Value, Value>,
+        result: Result<String, Value>,
+    },
+    /// The interfaces made for a lost assignment are deleted.
+    Undone {
+        handle: String,
     },
     /// A DEL's interfaces are gone; its address can be released.
     DelDone {
@@ -68,6 +71,8 @@ pub enum Msg {
         name: String,
         data: crate::bgp::SecretData,
     },
+    /// The status write finished: what was written, or why not.
+    StatusWritten(Result<NodeNetworkStateStatus, String>),
     /// Whether the kernel can make IP-in-IP links.
     IpipProbe(Result<bool, String>),
     /// What the WireGuard worker did, when that changed.
@@ -112,13 +117,17 @@ pub struct Agent {
     pub calico_nodes: BTreeMap<String, Node>,
     pub synced: HashSet<Kind>,
     pub netlink: RouteNetlink,
-    pub adds: Vec<crate::calls::PendingAdd>,
+    pub adds: Vec<crate::add::PendingAdd>,
     /// Calls answered once every queued IPAM change is stored (DEL, GC, failed ADDs).
     pub after_commit: Vec<(Call, Value)>,
     /// Pools the node needs a block from, with why.
     pub demand: BTreeMap<String, String>,
     pub last_status: Option<NodeNetworkStateStatus>,
     pub last_status_write: Option<Instant>,
+    /// A status write is running (see `status::write_if_changed`).
+    pub status_in_flight: bool,
+    /// After a refused status write, none before this.
+    pub status_retry_at: Option<Instant>,
     pub metrics: Metrics,
     pub bgp: crate::bgp::BgpState,
     pub wg: crate::wg_state::WgState,
@@ -157,6 +166,8 @@ impl Agent {
             demand: BTreeMap::new(),
             last_status: None,
             last_status_write: None,
+            status_in_flight: false,
+            status_retry_at: None,
             metrics,
             bgp,
             wg,
@@ -221,11 +232,8 @@ impl Agent {
             Msg::CalicoNode(c) => self.on_calico_node(c),
             Msg::Cni(call) => self.on_call(call),
             Msg::PodFetched(call, pod) => self.on_pod_fetched(call, pod),
-            Msg::AddDone {
-                handle,
-                call,
-                result,
-            } => self.on_add_done(handle, call, result),
+            Msg::Interfaces { handle, result } => self.on_interfaces(&handle, result),
+            Msg::Undone { handle } => self.on_undone(&handle),
             Msg::DelDone { handle, call } => self.on_del_done(handle, call),
             Msg::Bgp(report) => {
                 self.metrics.set_bgp_sessions(&report.peers);
@@ -233,6 +241,7 @@ impl Agent {
             }
             Msg::Secret { name, data } => self.bgp.secret_read(name, data),
             Msg::IpipProbe(r) => self.on_ipip_probe(r),
+            Msg::StatusWritten(r) => crate::status::written(self, r),
             Msg::Wireguard(report) => {
                 self.metrics.wireguard_peers.set(report.peers as i64);
                 self.wg.report = Some(report);
@@ -244,9 +253,14 @@ impl Agent {
     /// One pass after a batch of messages: assign, commit, hand out, answer, report.
     async fn pass(&mut self) {
         self.assign_pending();
+        let started = Instant::now();
         let c = self.writer.commit(&mut self.ipam).await;
         if c.written > 0 || c.failed > 0 {
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
             self.metrics.ipam_writes.inc_by(c.written as u64);
+            self.metrics.ipam_conflicts.inc_by(c.failed as u64);
             tracing::debug!(written = c.written, failed = c.failed, "group commit");
         }
         self.dispatch_committed();
@@ -262,7 +276,7 @@ impl Agent {
         self.sync_tunnel();
         let spec = self.nns.as_ref().map(|n| &n.spec);
         self.nat.sync(&self.settings.netns, spec).await;
-        crate::status::write_if_changed(self).await;
+        crate::status::write_if_changed(self);
     }
 
     fn on_node_state(&mut self, c: Change<NodeNetworkState>) {

@@ -1,5 +1,6 @@
 //! Ocelot agent library: the node-side layers the `ocelot-agent` binary runs.
 pub mod access;
+pub mod add;
 pub mod agent;
 pub mod bgp;
 pub mod bird;

@@ -18,7 +18,15 @@ pub struct Metrics {
     registry: Arc<Registry>,
     pub cni_requests: Family<Labels, Counter>,
     pub add_seconds: Histogram,
+    /// One pod's interfaces (veth, addresses, routes), made while its address is committed.
+    pub interfaces_seconds: Histogram,
+    /// One group commit round (every dirty IPAMBlock written once).
+    pub commit_seconds: Histogram,
     pub ipam_writes: Counter,
+    /// IPAMBlock writes refused (another writer changed the block first); their ADDs are redone.
+    pub ipam_conflicts: Counter,
+    /// Pod interfaces deleted because the write storing their address was refused.
+    pub interfaces_undone: Counter,
     pub status_writes: Counter,
     pub wireguard_peers: Gauge,
     pub routes_applied: Counter,
@@ -34,7 +42,11 @@ impl Metrics {
         let cni_requests = Family::<Labels, Counter>::default();
         // 0.5 ms .. ~8 s.
         let add_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
+        let interfaces_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
         let ipam_writes = Counter::default();
+        let ipam_conflicts = Counter::default();
+        let interfaces_undone = Counter::default();
         let status_writes = Counter::default();
         let wireguard_peers = Gauge::default();
         let routes_applied = Counter::default();
@@ -60,9 +72,29 @@ impl Metrics {
             add_seconds.clone(),
         );
         registry.register(
+            "pod_interfaces_duration_seconds",
+            "Time to make one pod's veth, addresses and routes",
+            interfaces_seconds.clone(),
+        );
+        registry.register(
+            "ipam_commit_duration_seconds",
+            "Time of one group commit round (each dirty IPAMBlock written once)",
+            commit_seconds.clone(),
+        );
+        registry.register(
             "ipam_writes",
             "IPAMBlock writes (one per dirty block per group commit)",
             ipam_writes.clone(),
+        );
+        registry.register(
+            "ipam_conflicts",
+            "IPAMBlock writes refused because the block changed first (the ADDs are redone)",
+            ipam_conflicts.clone(),
+        );
+        registry.register(
+            "pod_interfaces_undone",
+            "Pod interfaces deleted because the write storing their address was refused",
+            interfaces_undone.clone(),
         );
         registry.register(
             "status_writes",
@@ -78,7 +110,11 @@ impl Metrics {
             registry: Arc::new(registry),
             cni_requests,
             add_seconds,
+            interfaces_seconds,
+            commit_seconds,
             ipam_writes,
+            ipam_conflicts,
+            interfaces_undone,
             status_writes,
             wireguard_peers,
             routes_applied,

@@ -14,7 +14,7 @@ use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 // `proto boot` (what `ip route add` uses): `ip route` prints the pod routes as the seed shows them.
 use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use ocelot::naming::POD_GATEWAY;
-use ocelot::routes::{Ownership, Route, RoutePlan};
+use ocelot::routes::{Ownership, Route};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::routes::RouteNetlink;
@@ -72,36 +72,34 @@ async fn add_inner(
     link: &PodLink,
     sandbox: File,
 ) -> Result<String, DataplaneError> {
+    // The sandbox's socket thread starts while the pair is made.
+    let netns = link.netns.clone();
+    let pod = tokio::task::spawn_blocking(move || RouteNetlink::connect_in_netns(&netns));
     let l = link.clone();
-    node.run(move |h| async move { host_side(h, &l, sandbox).await })
+    node.run(move |h| async move { make_pair(h, &l, sandbox).await })
         .await
         .map_err(thread_error)??;
-    let pod = RouteNetlink::connect_in_netns(&link.netns).map_err(|e| DataplaneError {
-        step: "entering the sandbox",
-        detail: e.to_string(),
-    })?;
-    let l = link.clone();
-    let mac = pod
-        .run(move |h| async move { pod_side(h, &l).await })
+    let pod = pod
         .await
-        .map_err(thread_error)??;
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|detail| DataplaneError {
+            step: "entering the sandbox",
+            detail,
+        })?;
+    // The host end's settings and route and the pod end's address and routes are written at
+    // once, each on its namespace's socket.
     let route = Route {
         protocol: own.device_protocol,
         ..Route::pod(link.address, &link.host_veth)
     };
-    let report = node
-        .apply(&RoutePlan {
-            add: vec![route],
-            ..RoutePlan::default()
-        })
-        .await;
-    if let Some(f) = report.failures.first() {
-        return Err(DataplaneError {
-            step: "adding the host route to the pod",
-            detail: f.error.to_string(),
-        });
-    }
-    Ok(mac)
+    let (l, p) = (link.clone(), link.clone());
+    let (host, mac) = futures::join!(
+        node.run(move |h| async move { host_side(h, &l, &route).await }),
+        pod.run(move |h| async move { pod_side(h, &p).await }),
+    );
+    host.map_err(thread_error)??;
+    mac.map_err(thread_error)?
 }
 
 fn thread_error(e: crate::routes::Error) -> DataplaneError {
@@ -111,9 +109,30 @@ fn thread_error(e: crate::routes::Error) -> DataplaneError {
     }
 }
 
-/// Runs on the node namespace's netlink thread, so the sysctl files are the node's.
-async fn host_side(h: Handle, link: &PodLink, sandbox: File) -> Result<(), DataplaneError> {
-    // A host end left by an earlier sandbox of the same pod (the name is per pod) goes first.
+/// The veth pair in one request, the host end up, the pod end already in the sandbox. A host end
+/// left by an earlier sandbox of the same pod (the name is per pod) is deleted and the pair
+/// made again.
+async fn make_pair(h: Handle, link: &PodLink, sandbox: File) -> Result<(), DataplaneError> {
+    let pair = || {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(link.ifname.clone())
+            .mtu(link.mtu)
+            // Not `up` here: the kernel opens the peer before the pair is linked (ENOTCONN).
+            .setns_by_fd(sandbox.as_raw_fd())
+            .build();
+        LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(link.host_veth.clone())
+            .mtu(link.mtu)
+            .address(HOST_MAC.to_vec())
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build()
+    };
+    match h.link().add(pair()).execute().await {
+        Ok(()) => return Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+        Err(e) => return Err(fail("creating the veth pair")(e)),
+    }
     if let Some(index) = link_index(&h, &link.host_veth).await? {
         h.link()
             .del(index)
@@ -121,29 +140,15 @@ async fn host_side(h: Handle, link: &PodLink, sandbox: File) -> Result<(), Datap
             .await
             .map_err(fail("deleting the pod's stale host interface"))?;
     }
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(link.ifname.clone())
-        .mtu(link.mtu)
-        .setns_by_fd(sandbox.as_raw_fd())
-        .build();
-    let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-        .name(link.host_veth.clone())
-        .mtu(link.mtu)
-        .address(HOST_MAC.to_vec())
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
     h.link()
-        .add(veth)
+        .add(pair())
         .execute()
         .await
-        .map_err(fail("creating the veth pair"))?;
-    drop(sandbox);
-    let index = link_index(&h, &link.host_veth)
-        .await?
-        .ok_or_else(|| DataplaneError {
-            step: "reading the host interface",
-            detail: format!("{} vanished after creation", link.host_veth),
-        })?;
+        .map_err(fail("creating the veth pair"))
+}
+
+/// Runs on the node namespace's netlink thread, so the sysctl files are the node's.
+async fn host_side(h: Handle, link: &PodLink, route: &Route) -> Result<(), DataplaneError> {
     // Felix's settings for a workload interface: answer ARP for the gateway, no delay, forward.
     let dev = &link.host_veth;
     let net = link.proc_sys.join("net/ipv4");
@@ -157,12 +162,16 @@ async fn host_side(h: Handle, link: &PodLink, sandbox: File) -> Result<(), Datap
             detail: format!("{}: {e}", path.display()),
         })?;
     }
-    h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
+    let index = link_index(&h, dev).await?.ok_or_else(|| DataplaneError {
+        step: "reading the host interface",
+        detail: format!("{dev} vanished after creation"),
+    })?;
+    crate::routes::add_on_device(&h, route, index)
         .await
-        .map_err(fail("bringing the host interface up"))?;
-    Ok(())
+        .map_err(|e| DataplaneError {
+            step: "adding the host route to the pod",
+            detail: e.to_string(),
+        })
 }
 
 /// Runs on a thread inside the sandbox.
@@ -178,35 +187,31 @@ async fn pod_side(h: Handle, link: &PodLink) -> Result<String, DataplaneError> {
     add.message_mut()
         .attributes
         .push(AddressAttribute::Broadcast(link.address));
-    add.execute()
-        .await
-        .map_err(fail("adding the pod's address"))?;
-    h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(fail("bringing the pod interface up"))?;
+    let up = h.link().set(LinkUnspec::new_with_index(index).up().build());
     let gateway = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(POD_GATEWAY, 32)
         .output_interface(index)
         .scope(RouteScope::Link)
         .protocol(RouteProtocol::Boot)
         .build();
-    h.route()
-        .add(gateway)
-        .execute()
-        .await
-        .map_err(fail("adding the gateway route in the pod"))?;
     let default = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(POD_GATEWAY)
         .output_interface(index)
         .protocol(RouteProtocol::Boot)
         .build();
-    h.route()
-        .add(default)
-        .execute()
-        .await
-        .map_err(fail("adding the default route in the pod"))?;
+    // Pipelined, in this order: the kernel handles a socket's requests one by one as they are
+    // sent, and `join!` sends them in argument order, so the link is up before the gateway route
+    // and that route is in before the default route that needs it.
+    let (address, up, gw, default) = futures::join!(
+        add.execute(),
+        up.execute(),
+        h.route().add(gateway).execute(),
+        h.route().add(default).execute(),
+    );
+    address.map_err(fail("adding the pod's address"))?;
+    up.map_err(fail("bringing the pod interface up"))?;
+    gw.map_err(fail("adding the gateway route in the pod"))?;
+    default.map_err(fail("adding the default route in the pod"))?;
     Ok(mac)
 }
 

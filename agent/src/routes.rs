@@ -230,6 +230,14 @@ pub async fn link_by_name(
     }
 }
 
+/// Adds (replaces) `route` on the device at `index`, on a handle the caller already holds:
+/// for a pod's host route, whose device was just made, so no link table has to be read.
+pub async fn add_on_device(h: &Handle, route: &Route, index: u32) -> Result<(), Error> {
+    let msg = to_message(route, Some(index))?;
+    h.route().add(msg).replace().execute().await?;
+    Ok(())
+}
+
 impl Socket {
     /// Interface index to name, for every link in the namespace.
     async fn links(&self) -> Result<HashMap<u32, String>, Error> {

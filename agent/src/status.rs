@@ -1,6 +1,7 @@
 //! The node's NodeNetworkState status, written only by this node's agent (server-side apply on
 //! the status subresource, field manager `ocelot-agent`) and only when its content changed.
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -9,11 +10,13 @@ use ocelot::api::NodeNetworkState;
 use ocelot::api::nodestate::{BlockDemand, NodeNetworkStateStatus, PoolUsage};
 use ocelot::rollup::status::{condition, keep_transition_times};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Msg};
 use crate::commit::FIELD_MANAGER;
 
 /// Shortest time between two status writes that change only the per-pool usage.
-const USAGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const USAGE_INTERVAL: Duration = Duration::from_secs(2);
+/// Pause after a refused status write.
+const STATUS_RETRY: Duration = Duration::from_secs(1);
 
 /// Status from the agent's state: IPAM usage and demand, and a condition per subsystem.
 pub fn compose(agent: &Agent, now: &Time) -> Option<NodeNetworkStateStatus> {
@@ -180,9 +183,14 @@ fn bgp_condition(agent: &Agent, generation: Option<i64>, now: &Time) -> (Conditi
     (cond, true)
 }
 
-/// Writes the status when it differs from the last one written (or read at start).
-pub async fn write_if_changed(agent: &mut Agent) {
+/// Writes the status when it differs from the last one written (or read at start). The write
+/// runs in its own task and reports with [`Msg::StatusWritten`]; one at a time, so the loop
+/// (and the CNI calls it answers) never waits for the API server here.
+pub fn write_if_changed(agent: &mut Agent) {
     agent.metrics.set_ready(agent.ready().err());
+    if agent.status_in_flight || agent.status_retry_at.is_some_and(|t| Instant::now() < t) {
+        return;
+    }
     let now = Time(jiff::Timestamp::now());
     let Some(status) = compose(agent, &now) else {
         return;
@@ -222,18 +230,34 @@ pub async fn write_if_changed(agent: &mut Agent) {
         "kind": "NodeNetworkState",
         "status": status,
     });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    match api
-        .patch_status(&agent.settings.node, &pp, &Patch::Apply(&patch))
-        .await
-    {
-        Ok(_) => {
-            agent.last_status_write = Some(std::time::Instant::now());
+    let (node, tx) = (agent.settings.node.clone(), agent.tx.clone());
+    agent.status_in_flight = true;
+    tokio::spawn(async move {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let result = api
+            .patch_status(&node, &pp, &Patch::Apply(&patch))
+            .await
+            .map(|_| status)
+            .map_err(|e| e.to_string());
+        let _ = tx.send(Msg::StatusWritten(result)).await;
+    });
+}
+
+/// The status write's outcome: what was written becomes the status to compare with.
+pub fn written(agent: &mut Agent, result: Result<NodeNetworkStateStatus, String>) {
+    agent.status_in_flight = false;
+    agent.status_retry_at = None;
+    match result {
+        Ok(status) => {
+            agent.last_status_write = Some(Instant::now());
             agent.metrics.status_writes.inc();
             agent.last_status = Some(status);
         }
         Err(e) => {
-            tracing::warn!(error = %e, "NodeNetworkState status not written; retried next pass")
+            // The outcome is itself a message (a pass): without a pause a refused write would
+            // be retried in a tight loop.
+            agent.status_retry_at = Some(Instant::now() + STATUS_RETRY);
+            tracing::warn!(error = %e, "NodeNetworkState status not written; retried in {STATUS_RETRY:?}")
         }
     }
 }

@@ -296,7 +296,11 @@ impl TestCluster {
             .arg("--allow-privileged=true")
             // No kubernetes-service Endpoints: they would point at loopback, which nothing here dials.
             .arg("--endpoint-reconciler-type=none")
-            .arg("--profiling=false");
+            // Profiling on demand (`OCELOT_E2E_APISERVER_PROFILING=1`), for benchmark analysis.
+            .arg(format!(
+                "--profiling={}",
+                std::env::var_os("OCELOT_E2E_APISERVER_PROFILING").is_some()
+            ));
         cluster.procs.push(spawn_server(
             "kube-apiserver",
             api,

@@ -2,7 +2,7 @@
 //! the other's `via <node> proto bird`, pods ping across, and the NodeNetworkState status carries
 //! the sessions and a BGP condition; a mesh password from a Secret reaches BIRD.
 use ocelot_e2e::agent::{
-    AgentLab, SEED_NODES as NODES, ping_once, pod_pair, routes, wait_established,
+    AgentLab, SEED_NODES as NODES, mesh_lines, ping_once, pod_pair, routes, wait_established,
 };
 
 #[test]
@@ -10,25 +10,7 @@ fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
     let mut s = AgentLab::start(&NODES, &[]);
     let (na, nb, a, b) = pod_pair(&mut s, "mesh");
     let (a, b) = (a.as_str(), b.as_str());
-    // Each node: its own block blackholed by BIRD, the other's learned via that node.
-    for (me, own, other_block, other_ip) in [
-        ("node1", NODES[0].2, NODES[1].2, NODES[1].1),
-        ("node2", NODES[1].2, NODES[0].2, NODES[0].1),
-    ] {
-        let node = s.lab.node(me).clone();
-        let want = [
-            format!("blackhole {own} proto bird"),
-            format!("{other_block} via {other_ip} dev ens4 proto bird"),
-        ];
-        s.op.wait(&format!("{me}'s proto bird routes"), || {
-            let r = routes(&node);
-            let lines: Vec<&str> = r.lines().map(str::trim_end).collect();
-            match want.iter().find(|w| !lines.contains(&w.as_str())) {
-                None => Ok(()),
-                Some(w) => Err(format!("no {w:?} in\n{r}")),
-            }
-        });
-    }
+    wait_bird_routes(&mut s);
     ping_once(&na, b);
     ping_once(&nb, a);
 
@@ -77,6 +59,7 @@ fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
 
     // A mesh password from a Secret (BGPConfiguration nodeMeshPassword): both agents read it from
     // their namespace, BIRD gets it, the sessions come back up with TCP MD5.
+    let before = mesh_lines(&wait_established(&mut s, "node1"));
     ocelot_e2e::operator::apply(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bgp-secrets\n  namespace: kube-system\n\
          stringData:\n  mesh: lab-s3cret\n",
@@ -97,11 +80,41 @@ fn pods_on_two_nodes_reach_each_other_over_bgp_learned_routes() {
             },
         );
     }
-    wait_established(&mut s, "node1");
+    // BIRD restarts the session for the new password after `birdc configure` returns: wait for
+    // the new session (its "since" column changes) and the routes it brings back.
+    s.op.wait("node1's mesh session restarted with the password", || {
+        let out = s.agents["node1"].birdc_protocols()?;
+        let mesh = mesh_lines(&out);
+        let fresh = mesh != before && mesh.iter().all(|l| l.contains("Established"));
+        fresh.then_some(()).ok_or(out)
+    });
+    wait_bird_routes(&mut s);
     ping_once(&na, b);
     let nns = ocelot_e2e::operator::get_json("nodenetworkstates.ocelot.dev", "node1").unwrap();
     assert!(
         !nns.to_string().contains("lab-s3cret"),
         "the password leaked into the API: {nns}"
     );
+}
+
+/// Each node: its own block blackholed by BIRD, the other's learned via that node.
+fn wait_bird_routes(s: &mut AgentLab) {
+    for (me, own, other_block, other_ip) in [
+        ("node1", NODES[0].2, NODES[1].2, NODES[1].1),
+        ("node2", NODES[1].2, NODES[0].2, NODES[0].1),
+    ] {
+        let node = s.lab.node(me).clone();
+        let want = [
+            format!("blackhole {own} proto bird"),
+            format!("{other_block} via {other_ip} dev ens4 proto bird"),
+        ];
+        s.op.wait(&format!("{me}'s proto bird routes"), || {
+            let r = routes(&node);
+            let lines: Vec<&str> = r.lines().map(str::trim_end).collect();
+            match want.iter().find(|w| !lines.contains(&w.as_str())) {
+                None => Ok(()),
+                Some(w) => Err(format!("no {w:?} in\n{r}")),
+            }
+        });
+    }
 }

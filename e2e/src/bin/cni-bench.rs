@@ -36,6 +36,9 @@ fn summary(name: &str, samples: &mut [Duration]) -> String {
         ms(percentile(samples, 0.5)),
         ms(percentile(samples, 0.99)),
         ms(percentile(samples, 1.0)),
+    ) + &format!(
+        " mean={:.1} ms",
+        ms(samples.iter().sum::<Duration>() / samples.len().max(1) as u32)
     )
 }
 
@@ -90,6 +93,23 @@ fn writes_by_resource() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// A histogram's (count, total seconds) from the agent's /metrics.
+fn agent_sum(agent: &mut ocelot_e2e::daemon::Daemon, name: &str) -> (f64, f64) {
+    let (_, text) = agent.http_get("/metrics");
+    let pick = |suffix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ocelot_agent_{name}_{suffix} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (pick("count"), pick("sum"))
+}
+
+/// Mean milliseconds between two (count, sum) readings.
+fn mean_ms(before: (f64, f64), after: (f64, f64)) -> f64 {
+    (after.1 - before.1) / (after.0 - before.0).max(1.0) * 1e3
+}
+
 /// The API server's (count, total seconds) of IPAMBlock PUTs, from its request-duration metric.
 fn block_put_seconds() -> (f64, f64) {
     let out = ocelot_e2e::cluster::kubectl(["get", "--raw", "/metrics"]);
@@ -106,6 +126,26 @@ fn block_put_seconds() -> (f64, f64) {
         pick("apiserver_request_duration_seconds_sum{"),
     )
 }
+
+/// CPU seconds (user + system) used so far by the processes named `comm`.
+fn cpu_seconds(comm: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == comm) {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis: utime and stime are 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            total += (n(11) + n(12)) / tick;
+        }
+    }
+    total
+}
+
+const BUSY: [&str; 4] = ["kube-apiserver", "etcd", "ocelot-operator", "ocelot-agent"];
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -238,7 +278,18 @@ fn main() -> Result<()> {
     );
     let mut seq = Vec::new();
     let hist_before = add_buckets(&mut s.agent("node1").daemon);
+    let add_before = agent_sum(&mut s.agent("node1").daemon, "cni_add_duration_seconds");
     let put_before = block_put_seconds();
+    let agent_phases = |s: &mut AgentLab| {
+        let d = &mut s.agent("node1").daemon;
+        (
+            agent_sum(d, "pod_interfaces_duration_seconds"),
+            agent_sum(d, "ipam_commit_duration_seconds"),
+        )
+    };
+    let phases_before = agent_phases(&mut s);
+    let cpu_before: Vec<f64> = BUSY.iter().map(|c| cpu_seconds(c)).collect();
+    let seq_started = Instant::now();
     for round in 0..SEQUENTIAL / ROUND {
         let ids: Vec<usize> = (round * ROUND..(round + 1) * ROUND).collect();
         for &i in &ids {
@@ -249,7 +300,26 @@ fn main() -> Result<()> {
         }
     }
     let hist_after = add_buckets(&mut s.agent("node1").daemon);
+    let add_mean = mean_ms(
+        add_before,
+        agent_sum(&mut s.agent("node1").daemon, "cni_add_duration_seconds"),
+    );
     let put_after = block_put_seconds();
+    let phases_after = agent_phases(&mut s);
+    let seq_wall = seq_started.elapsed().as_secs_f64();
+    let cpu: Vec<String> = BUSY
+        .iter()
+        .zip(&cpu_before)
+        .map(|(c, b)| format!("{c} {:.2} s", cpu_seconds(c) - b))
+        .collect();
+    // The plugin's own floor: exec, config parse, socket round trip, with no work behind it.
+    let mut status = Vec::new();
+    for _ in 0..SEQUENTIAL {
+        let t = Instant::now();
+        let out = cni(&CniEnv::status(), &conf);
+        status.push(t.elapsed());
+        ensure!(out.exit == 0, "STATUS: {out:?}");
+    }
     eprintln!(
         "[{:>5.1}s] {BURST} concurrent ADDs",
         t0.elapsed().as_secs_f64()
@@ -272,6 +342,7 @@ fn main() -> Result<()> {
         .collect();
     let burst_rss = rss_kib(s.agent("node1").daemon.pid());
     println!("{}", summary("baseline (ip commands)", &mut base));
+    println!("{}", summary("plugin round trip (STATUS)", &mut status));
     println!("{}", summary("ADD sequential", &mut seq));
     println!(
         "ADD sequential, agent's own part (histogram bucket bounds): p50 {} p99 {}",
@@ -282,6 +353,15 @@ fn main() -> Result<()> {
     println!(
         "  IPAMBlock PUTs meanwhile: {puts} (mean {:.1} ms in the API server)",
         (put_after.1 - put_before.1) / puts.max(1.0) * 1e3
+    );
+    println!(
+        "  agent phases (means): ADD in the agent {add_mean:.1} ms; made at once: interfaces {:.1} ms, group commit {:.1} ms",
+        mean_ms(phases_before.0, phases_after.0),
+        mean_ms(phases_before.1, phases_after.1)
+    );
+    println!(
+        "  CPU during the sequential phase ({seq_wall:.1} s wall, {SEQUENTIAL} ADD + {SEQUENTIAL} DEL): {}",
+        cpu.join(", ")
     );
     println!("{}", summary("ADD concurrent", &mut burst));
     println!(
