@@ -64,6 +64,7 @@ pub fn run_bounded(
         })
     });
     let deadline = Instant::now() + timeout;
+    let exited = ExitWatch::new(&child);
     let mut nap = Duration::from_millis(1);
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -83,8 +84,14 @@ pub fn run_bounded(
                 ),
             ));
         }
-        thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
+        match &exited {
+            // Woken the moment the child exits, so timings taken around a run are exact.
+            Some(w) => w.wait(deadline.saturating_duration_since(Instant::now())),
+            None => {
+                thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+        }
     };
     if let Some(w) = writer {
         let _ = w.join();
@@ -94,6 +101,33 @@ pub fn run_bounded(
         stdout: read_back(out),
         stderr: read_back(err),
     })
+}
+
+/// A pidfd of a child (Linux 5.3+): readable once the child has exited.
+struct ExitWatch(std::os::fd::OwnedFd);
+
+impl ExitWatch {
+    /// None where pidfds are unavailable; callers then poll.
+    fn new(child: &Child) -> Option<ExitWatch> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall; the child is not reaped yet, so its pid is still its own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        // SAFETY: a non-negative return is a new descriptor that nothing else owns.
+        (fd >= 0).then(|| ExitWatch(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Blocks until the child exits or `limit` passes (whichever is first).
+    fn wait(&self, limit: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = limit.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
 }
 
 /// [`run_bounded`] for callers that want an [`Output`] whatever happens: a timeout becomes a failed status

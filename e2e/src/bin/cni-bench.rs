@@ -341,6 +341,45 @@ fn main() -> Result<()> {
         })
         .collect();
     let burst_rss = rss_kib(s.agent("node1").daemon.pid());
+    // The machine's floor for 100 plugin runs at once: the same concurrency with no IPAM or
+    // interfaces behind it (STATUS), and bare process starts (/bin/true).
+    let at_once = |f: &(dyn Fn() -> Duration + Sync)| -> Vec<Duration> {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..BURST).map(|_| sc.spawn(f)).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let mut status_burst = at_once(&|| {
+        let t = Instant::now();
+        let out = cni(&CniEnv::status(), &conf);
+        assert_eq!(out.exit, 0, "STATUS: {out:?}");
+        t.elapsed()
+    });
+    // The kernel's part: 100 veth pairs (peer in a sandbox, as an ADD makes them) in one
+    // `ip -batch`, so no process start or API call is in it.
+    let batch = |verb: &dyn Fn(usize) -> String| -> Result<Duration> {
+        let file = s.dir.path().join("veth-floor.batch");
+        let lines: Vec<String> = (0..BURST).map(verb).collect();
+        std::fs::write(&file, lines.join("\n") + "\n")?;
+        let t = Instant::now();
+        node.exec_ok(["ip", "-batch", &file.display().to_string()])?;
+        Ok(t.elapsed())
+    };
+    let veth_floor = batch(&|i| {
+        format!(
+            "link add fl{i} type veth peer name fl0 netns {}",
+            sandboxes[i].name()
+        )
+    })?;
+    batch(&|i| format!("link del fl{i}"))?;
+    let mut true_burst = at_once(&|| {
+        let t = Instant::now();
+        let ok = std::process::Command::new("/bin/true")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "/bin/true failed");
+        t.elapsed()
+    });
     println!("{}", summary("baseline (ip commands)", &mut base));
     println!("{}", summary("plugin round trip (STATUS)", &mut status));
     println!("{}", summary("ADD sequential", &mut seq));
@@ -364,6 +403,18 @@ fn main() -> Result<()> {
         cpu.join(", ")
     );
     println!("{}", summary("ADD concurrent", &mut burst));
+    println!(
+        "{}",
+        summary("  floor: STATUS concurrent", &mut status_burst)
+    );
+    println!(
+        "{}",
+        summary("  floor: /bin/true concurrent", &mut true_burst)
+    );
+    println!(
+        "  floor: {BURST} veth pairs in one ip -batch: {:.1} ms",
+        veth_floor.as_secs_f64() * 1e3
+    );
     println!(
         "API writes during the {BURST}-pod burst: {writes} ({:.2} per pod)",
         writes as f64 / BURST as f64
