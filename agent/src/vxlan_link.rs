@@ -309,53 +309,64 @@ pub async fn remove_device(sock: &RouteNetlink) -> Result<(), String> {
 
 /// `ip neigh replace|del <ip> lladdr <mac> dev vxlan.calico nud permanent`.
 pub async fn neighbour(sock: &RouteNetlink, n: &Neighbour, add: bool) -> Result<(), String> {
-    let n = n.clone();
-    run(sock, move |h| async move {
-        let Some(index) = index_of(&h, &n.dev).await? else {
-            return if add {
-                Err(format!("no {}", n.dev))
-            } else {
-                Ok(())
-            };
-        };
-        let mut req = h
-            .neighbours()
-            .add(index, IpAddr::V4(n.ip))
-            .link_layer_address(&n.mac.0)
-            .state(NeighbourState::Permanent)
-            .replace();
-        if add {
-            return req.execute().await.map_err(nl("writing a VXLAN ARP entry"));
-        }
-        let msg = req.message_mut().clone();
-        gone_ok(h.neighbours().del(msg).execute().await).map_err(nl("deleting a VXLAN ARP entry"))
-    })
+    let (ip, mac) = (n.ip, n.mac.0);
+    neigh_entry(
+        sock,
+        n.dev.clone(),
+        add,
+        "a VXLAN ARP entry",
+        move |h, index| {
+            h.neighbours()
+                .add(index, IpAddr::V4(ip))
+                .link_layer_address(&mac)
+                .state(NeighbourState::Permanent)
+        },
+    )
     .await
 }
 
 /// `bridge fdb replace|del <mac> dev vxlan.calico dst <node> self permanent`.
 pub async fn fdb(sock: &RouteNetlink, f: &FdbEntry, add: bool) -> Result<(), String> {
-    let f = f.clone();
+    let (mac, dst) = (f.mac.0, f.dst);
+    neigh_entry(
+        sock,
+        f.dev.clone(),
+        add,
+        "a VXLAN FDB entry",
+        move |h, index| {
+            h.neighbours()
+                .add_bridge(index, &mac)
+                .destination(IpAddr::V4(dst))
+                .flags(NeighbourFlags::Own)
+                .state(NeighbourState::Permanent)
+        },
+    )
+    .await
+}
+
+/// Replaces (`add`) or deletes the neighbour-table entry `entry` builds on `dev`. A missing
+/// device fails a write and leaves nothing to delete.
+async fn neigh_entry(
+    sock: &RouteNetlink,
+    dev: String,
+    add: bool,
+    what: &'static str,
+    entry: impl FnOnce(&Handle, u32) -> rtnetlink::NeighbourAddRequest + Send + 'static,
+) -> Result<(), String> {
     run(sock, move |h| async move {
-        let Some(index) = index_of(&h, &f.dev).await? else {
+        let Some(index) = index_of(&h, &dev).await? else {
             return if add {
-                Err(format!("no {}", f.dev))
+                Err(format!("no {dev}"))
             } else {
                 Ok(())
             };
         };
-        let mut req = h
-            .neighbours()
-            .add_bridge(index, &f.mac.0)
-            .destination(IpAddr::V4(f.dst))
-            .flags(NeighbourFlags::Own)
-            .state(NeighbourState::Permanent)
-            .replace();
+        let mut req = entry(&h, index).replace();
         if add {
-            return req.execute().await.map_err(nl("writing a VXLAN FDB entry"));
+            return req.execute().await.map_err(nl(&format!("writing {what}")));
         }
         let msg = req.message_mut().clone();
-        gone_ok(h.neighbours().del(msg).execute().await).map_err(nl("deleting a VXLAN FDB entry"))
+        gone_ok(h.neighbours().del(msg).execute().await).map_err(nl(&format!("deleting {what}")))
     })
     .await
 }
