@@ -23,7 +23,7 @@ pub const NODE2_BLOCK: &str = "198.19.21.64/26";
 pub const WIREGUARD_IP: &str = "198.19.22.131";
 pub const NGINX_IP: &str = "198.19.28.208";
 /// Bound for a step's convergence (routes, sessions, keys).
-const CONVERGE: Duration = Duration::from_secs(90);
+pub const CONVERGE: Duration = Duration::from_secs(90);
 
 /// How many steps [`replay`] prints.
 pub const STEPS: usize = 10;

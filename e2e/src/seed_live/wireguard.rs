@@ -3,10 +3,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 
-use super::steps::{CUSTOMER_POD, WIREGUARD_IP};
+use super::steps::{CONVERGE, CUSTOMER_POD, WIREGUARD_IP};
 use super::{Progress, SeedLab};
-
-const CONVERGE: Duration = Duration::from_secs(90);
 
 fn patch(lab: &SeedLab, on: bool) -> Result<()> {
     let p = format!(r#"{{"spec":{{"wireguardEnabled":{on}}}}}"#);
