@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use ocelot::api::IPAMBlock;
 use ocelot::ipam::{BlockWrite, Ipam, WriteKind};
 
@@ -13,10 +13,11 @@ pub const FIELD_MANAGER: &str = "ocelot-agent";
 /// Block writes in flight at once (a node has few blocks).
 const CONCURRENCY: usize = 8;
 
-/// IPAMBlock writes, with the resourceVersion last seen of each block.
+/// IPAMBlock writes, with the metadata last seen of each block (its resourceVersion is the next
+/// write's condition; the rest is carried over untouched).
 pub struct BlockWriter {
     api: Api<IPAMBlock>,
-    versions: HashMap<String, String>,
+    stored: HashMap<String, ObjectMeta>,
     /// API writes made, for metrics and the benchmark.
     pub writes: u64,
 }
@@ -32,21 +33,25 @@ impl BlockWriter {
     pub fn new(api: Api<IPAMBlock>) -> BlockWriter {
         BlockWriter {
             api,
-            versions: HashMap::new(),
+            stored: HashMap::new(),
             writes: 0,
         }
     }
 
     /// A block as read from the watch: its version is what the next write must replace.
     pub fn observed(&mut self, block: &IPAMBlock) {
-        if let Some(rv) = &block.metadata.resource_version {
-            self.versions
-                .insert(block.metadata.name.clone().unwrap_or_default(), rv.clone());
+        self.keep(&block.metadata);
+    }
+
+    fn keep(&mut self, meta: &ObjectMeta) {
+        if let Some(meta) = ocelot::ipam::block_meta_to_keep(meta) {
+            self.stored
+                .insert(meta.name.clone().unwrap_or_default(), meta);
         }
     }
 
     pub fn forget(&mut self, name: &str) {
-        self.versions.remove(name);
+        self.stored.remove(name);
     }
 
     /// Writes every dirty block once. A conflict rolls the block back and reloads it, so the
@@ -60,16 +65,16 @@ impl BlockWriter {
         let jobs: Vec<_> = batch
             .into_iter()
             .map(|w| {
-                let rv = self.versions.get(&w.name).cloned();
-                (w, rv)
+                let stored = self.stored.get(&w.name).cloned();
+                (w, stored)
             })
             .collect();
         let api = self.api.clone();
         let mut results = futures::stream::iter(jobs)
-            .map(|(w, rv)| {
+            .map(|(w, stored)| {
                 let api = api.clone();
                 async move {
-                    let r = replace(&api, &w, rv).await;
+                    let r = replace(&api, &w, stored).await;
                     (w, r)
                 }
             })
@@ -77,12 +82,10 @@ impl BlockWriter {
         let mut reload = Vec::new();
         while let Some((w, result)) = results.next().await {
             match result {
-                Ok(rv) => {
+                Ok(meta) => {
                     self.writes += 1;
                     out.written += 1;
-                    if let Some(rv) = rv {
-                        self.versions.insert(w.name.clone(), rv);
-                    }
+                    self.keep(&meta);
                     if let Err(e) = ipam.commit_succeeded(&w.cidr, w.sequence) {
                         tracing::warn!(block = %w.name, error = %e, "commit bookkeeping");
                     }
@@ -115,12 +118,12 @@ impl BlockWriter {
     }
 }
 
-/// One conditional replace; returns the new resourceVersion.
+/// One conditional replace; returns the block's new metadata.
 async fn replace(
     api: &Api<IPAMBlock>,
     w: &BlockWrite,
-    rv: Option<String>,
-) -> Result<Option<String>, String> {
+    stored: Option<ObjectMeta>,
+) -> Result<ObjectMeta, String> {
     if w.kind != WriteKind::Update {
         // Claims and frees are the operator's; the agent's core never queues them.
         return Err(format!(
@@ -128,18 +131,16 @@ async fn replace(
             w.kind
         ));
     }
-    let Some(rv) = rv else {
+    let Some(stored) = stored else {
         return Err("block not read yet".into());
     };
-    let mut obj = IPAMBlock::new(&w.name, w.spec.clone());
-    obj.metadata.labels = ocelot::ipam::block_labels(&w.spec);
-    obj.metadata.resource_version = Some(rv);
+    let obj = ocelot::ipam::block_update(&stored, w.spec.clone());
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
     api.replace(&w.name, &pp, &obj)
         .await
-        .map(|b| b.metadata.resource_version)
+        .map(|b| b.metadata)
         .map_err(|e| e.to_string())
 }

@@ -6,10 +6,13 @@
 //! the seed's node names.)
 use std::net::Ipv4Addr;
 
+use ocelot::ipam::BLOCK_NODE_LABEL;
 use ocelot_e2e::agent::{
     AgentLab, CniEnv, POD_MTU, SEED_NODES as NODES, add, allocations, cni, ping_once, pod_address,
     routes,
 };
+use ocelot_e2e::cluster::{check, kubectl};
+use ocelot_e2e::ctl::get_block;
 use ocelot_e2e::lab::Netns;
 use ocelot_e2e::operator::{namespace, pod};
 use serde_json::json;
@@ -30,6 +33,18 @@ fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
     // The pod scheduled first takes .128, the customer .129, as in the seed.
     let a1 = add(s.agent("node1"), "c0ffee01", &first, ns_name, "summary-0");
     assert_eq!(pod_address(&a1), "198.19.22.128/32", "{a1}");
+    // Someone else's label and annotation on the block: the agent's next write keeps them.
+    let block = "198-19-22-128-26";
+    for (verb, kv) in [
+        ("label", "team=net"),
+        ("annotate", "backup.example/skip=true"),
+    ] {
+        let what = format!("{verb} IPAMBlock {block}");
+        check(
+            kubectl([verb, "ipamblocks.projectcalico.org", block, kv]),
+            &what,
+        );
+    }
     let r = add(s.agent("node1"), "c0ffee02", &cust, ns_name, customer);
     // The instant ADD returns the pod can send: to its node and to the other pod.
     ping_once(&cust, "198.19.0.2");
@@ -107,6 +122,23 @@ fn pods_get_the_seeds_interfaces_and_routes_and_the_verbs_work() {
         "{alloc:?}"
     );
     assert_eq!(alloc.len(), 2, "{alloc:?}");
+    let meta = get_block(block).metadata;
+    let labels = meta.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("team").map(String::as_str),
+        Some("net"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels.get(BLOCK_NODE_LABEL).map(String::as_str),
+        Some("node1")
+    );
+    let notes = meta.annotations.unwrap_or_default();
+    assert_eq!(
+        notes.get("backup.example/skip").map(String::as_str),
+        Some("true"),
+        "{notes:?}"
+    );
 
     // CHECK: fine with the ADD's result, an error for a container never added.
     let conf1 = s.agent("node1").conf();

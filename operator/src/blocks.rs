@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use futures::StreamExt;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use ocelot::api::ipam::AffinityState;
 use ocelot::api::{BlockAffinity, IPAMBlock};
 use ocelot::control::{
@@ -185,13 +185,19 @@ fn gc(ctx: &mut Ctx, feed: &mut Feed, now: SystemTime) {
 async fn commit(ctx: &Ctx, feed: &mut Feed, batch: Vec<BlockWrite>) -> usize {
     let blocks: Api<IPAMBlock> = Api::all(ctx.client.clone());
     let affinities: Api<BlockAffinity> = Api::all(ctx.client.clone());
-    let versions = feed.block_versions.clone();
-    let mut results = futures::stream::iter(batch)
+    // Only the written blocks' metadata is copied: a commit costs O(its blocks), not O(all).
+    let jobs: Vec<_> = batch
+        .into_iter()
         .map(|w| {
+            let stored = feed.block_meta.get(&w.name).cloned();
+            (w, stored)
+        })
+        .collect();
+    let mut results = futures::stream::iter(jobs)
+        .map(|(w, stored)| {
             let (blocks, affinities) = (blocks.clone(), affinities.clone());
-            let rv = versions.get(&w.name).cloned();
             async move {
-                let r = write(&blocks, &affinities, &w, rv).await;
+                let r = write(&blocks, &affinities, &w, stored).await;
                 (w, r)
             }
         })
@@ -199,14 +205,14 @@ async fn commit(ctx: &Ctx, feed: &mut Feed, batch: Vec<BlockWrite>) -> usize {
     let mut writes = 0;
     while let Some((w, result)) = results.next().await {
         match result {
-            Ok((n, rv)) => {
+            Ok((n, meta)) => {
                 writes += n;
-                match rv {
-                    Some(rv) => {
-                        feed.block_versions.insert(w.name.clone(), rv);
+                match meta.as_ref().and_then(ocelot::ipam::block_meta_to_keep) {
+                    Some(meta) => {
+                        feed.block_meta.insert(w.name.clone(), meta);
                     }
                     None => {
-                        feed.block_versions.remove(&w.name);
+                        feed.block_meta.remove(&w.name);
                     }
                 }
                 if let Err(e) = feed.ipam.commit_succeeded(&w.cidr, w.sequence) {
@@ -223,14 +229,14 @@ async fn commit(ctx: &Ctx, feed: &mut Feed, batch: Vec<BlockWrite>) -> usize {
     writes
 }
 
-/// One block write; returns the API writes made and the block's new resourceVersion (None when
+/// One block write; returns the API writes made and the block's new metadata (None when
 /// deleted).
 async fn write(
     blocks: &Api<IPAMBlock>,
     affinities: &Api<BlockAffinity>,
     w: &BlockWrite,
-    rv: Option<String>,
-) -> kube::Result<(usize, Option<String>)> {
+    stored: Option<ObjectMeta>,
+) -> kube::Result<(usize, Option<ObjectMeta>)> {
     let pp = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -255,14 +261,18 @@ async fn write(
                     Err(e) => return Err(e),
                 }
             }
-            Ok((n, created.metadata.resource_version))
+            Ok((n, Some(created.metadata)))
         }
         WriteKind::Update => {
-            let mut obj = IPAMBlock::new(&w.name, w.spec.clone());
-            obj.metadata.labels = ocelot::ipam::block_labels(&w.spec);
-            obj.metadata.resource_version = rv;
+            // Never read (no version to swap against): the replace is unconditional, as before
+            // the block's first watch event; the engine only updates blocks it has seen.
+            let stored = stored.unwrap_or_else(|| ObjectMeta {
+                name: Some(w.name.clone()),
+                ..Default::default()
+            });
+            let obj = ocelot::ipam::block_update(&stored, w.spec.clone());
             let replaced = blocks.replace(&w.name, &pp, &obj).await?;
-            Ok((1, replaced.metadata.resource_version))
+            Ok((1, Some(replaced.metadata)))
         }
         WriteKind::Delete => {
             let mut n = 0;
@@ -275,7 +285,7 @@ async fn write(
             }
             let dp = DeleteParams {
                 preconditions: Some(Preconditions {
-                    resource_version: rv,
+                    resource_version: stored.and_then(|m| m.resource_version),
                     uid: None,
                 }),
                 ..Default::default()
@@ -300,7 +310,7 @@ async fn repair_affinities(ctx: &Ctx, feed: &Feed) -> usize {
     };
     let mut n = 0;
     for b in feed.ipam.blocks() {
-        let (Some(node), Some(_)) = (b.node(), feed.block_versions.get(&b.name())) else {
+        let (Some(node), Some(_)) = (b.node(), feed.block_meta.get(&b.name())) else {
             continue;
         };
         let name = ocelot::ipam::affinity_name(node, &b.cidr());

@@ -2,6 +2,7 @@
 //! decisions here: the index decides what a change touches and what each node's state is.
 use std::collections::{BTreeMap, BTreeSet};
 
+use kube::api::ObjectMeta;
 use ocelot::api::{
     BGPConfiguration, BGPPeer, BlockAffinity, FelixConfiguration, IPPool, Node,
     NodeNetworkStateStatus,
@@ -62,8 +63,9 @@ pub struct Feed {
     /// IPPools as last seen, and each one's verdict.
     pub pools: BTreeMap<String, IPPool>,
     pub verdicts: BTreeMap<String, PoolVerdict>,
-    /// IPAMBlock name → resourceVersion, for compare-and-swap writes.
-    pub block_versions: BTreeMap<String, String>,
+    /// IPAMBlock name → metadata as last seen: its resourceVersion conditions the next write,
+    /// the rest (others' labels, annotations, finalizers) is carried over by it.
+    pub block_meta: BTreeMap<String, ObjectMeta>,
     /// Kubernetes Nodes and Calico Nodes as last seen.
     pub kube_nodes: BTreeMap<String, KubeNode>,
     pub calico_nodes: BTreeMap<String, Node>,
@@ -96,7 +98,7 @@ impl Default for Feed {
             ipam: Ipam::new(IpamConfig::default()),
             pools: BTreeMap::new(),
             verdicts: BTreeMap::new(),
-            block_versions: BTreeMap::new(),
+            block_meta: BTreeMap::new(),
             kube_nodes: BTreeMap::new(),
             calico_nodes: BTreeMap::new(),
             agent_status: BTreeMap::new(),
@@ -265,8 +267,8 @@ impl Feed {
                 Affected::Nodes(Default::default())
             }
             Obj::IPAMBlock(b) => {
-                if let Some(rv) = b.metadata.resource_version.clone() {
-                    self.block_versions.insert(name.to_string(), rv);
+                if let Some(meta) = ocelot::ipam::block_meta_to_keep(&b.metadata) {
+                    self.block_meta.insert(name.to_string(), meta);
                 }
                 match self.ipam.observe_block(&b.spec) {
                     Ok(lost) if !lost.is_empty() => {
@@ -335,7 +337,7 @@ impl Feed {
                 Affected::Nodes(Default::default())
             }
             Kind::IPAMBlock => {
-                self.block_versions.remove(name);
+                self.block_meta.remove(name);
                 if let Some(cidr) = block_cidr(name) {
                     self.ipam.observe_block_deleted(&cidr);
                     self.rollup.set_block(cidr, None);

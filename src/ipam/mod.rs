@@ -82,6 +82,37 @@ pub fn block_labels(
     affinity_node(spec).map(|n| [(BLOCK_NODE_LABEL.to_string(), n.to_string())].into())
 }
 
+/// What a block writer keeps of a stored IPAMBlock's metadata for its next [`block_update`]:
+/// all of it but managedFields (only the server reads those), or nothing when the object was
+/// never stored (no resourceVersion to swap against).
+pub fn block_meta_to_keep(meta: &kube::core::ObjectMeta) -> Option<kube::core::ObjectMeta> {
+    meta.resource_version.as_ref()?;
+    let mut meta = meta.clone();
+    meta.managed_fields = None;
+    Some(meta)
+}
+
+/// The object a compare-and-swap update replaces a stored IPAMBlock with: the new spec under the
+/// stored metadata (its resourceVersion is the swap's condition). A replace sets the whole
+/// object, so what others put there (labels, annotations, finalizers, owners) is carried over;
+/// only [`BLOCK_NODE_LABEL`] follows the new spec's affinity. managedFields is left out so the
+/// API server keeps the stored ones.
+pub fn block_update(
+    stored: &kube::core::ObjectMeta,
+    spec: crate::api::ipam::IPAMBlockSpec,
+) -> crate::api::IPAMBlock {
+    let mut meta = stored.clone();
+    meta.managed_fields = None;
+    let mut labels = meta.labels.take().unwrap_or_default();
+    labels.remove(BLOCK_NODE_LABEL);
+    labels.extend(block_labels(&spec).unwrap_or_default());
+    meta.labels = (!labels.is_empty()).then_some(labels);
+    crate::api::IPAMBlock {
+        metadata: meta,
+        spec,
+    }
+}
+
 /// Address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {

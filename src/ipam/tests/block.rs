@@ -147,3 +147,38 @@ fn rfc3339_and_fnv() {
     // Go: fnv.New32().Write([]byte("a")) → 0x050c5d7e.
     assert_eq!(fnv32("a"), 0x050c_5d7e);
 }
+
+#[test]
+fn block_updates_keep_what_others_put_on_the_object() {
+    let mut spec = Block::new(net("10.0.0.0/30"), Some("host:node1".into()), None, 1).to_spec();
+    let stored = kube::core::ObjectMeta {
+        name: Some("10-0-0-0-30".into()),
+        resource_version: Some("41".into()),
+        labels: Some(map(&[(BLOCK_NODE_LABEL, "node1"), ("team", "net")])),
+        annotations: Some(map(&[("backup.example/skip", "true")])),
+        finalizers: Some(vec!["example.com/audit".into()]),
+        managed_fields: Some(vec![Default::default()]),
+        ..Default::default()
+    };
+    let obj = block_update(&stored, spec.clone());
+    assert_eq!(obj.metadata.resource_version.as_deref(), Some("41"));
+    assert_eq!(obj.metadata.name.as_deref(), Some("10-0-0-0-30"));
+    assert_eq!(obj.metadata.labels, stored.labels);
+    assert_eq!(obj.metadata.annotations, stored.annotations);
+    assert_eq!(obj.metadata.finalizers, stored.finalizers);
+    assert_eq!(
+        obj.metadata.managed_fields, None,
+        "the server keeps its own"
+    );
+    assert_eq!(obj.spec, spec);
+    // The node label follows the affinity; the user's label stays.
+    spec.affinity = None;
+    let released = block_update(&stored, spec.clone());
+    assert_eq!(released.metadata.labels, Some(map(&[("team", "net")])));
+    spec.affinity = Some("host:node2".into());
+    let moved = block_update(&kube::core::ObjectMeta::default(), spec);
+    assert_eq!(
+        moved.metadata.labels,
+        Some(map(&[(BLOCK_NODE_LABEL, "node2")]))
+    );
+}
