@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ocelot::api::Condition;
 use ocelot::api::nodestate::NodeNetworkStateStatus;
 use ocelot::rollup::status::condition;
-use ocelot::wireguard::{PrivateKey, WireguardNode, plan_wireguard, published_blocks};
+use ocelot::wireguard::{
+    PrivateKey, WireguardNode, plan_wireguard, published_blocks, published_borrowed,
+};
 use tokio::sync::watch;
 
 use crate::agent::Agent;
@@ -79,8 +81,13 @@ impl Agent {
             .iter()
             .map(|(name, n)| (name.clone(), published_blocks(n)))
             .collect();
-        // Other nodes' borrowed addresses are not published; each node's blocks cover its pods.
-        let plan = plan_wireguard(me, &nns.spec.dataplane, &nodes, &blocks, &BTreeMap::new());
+        let borrowed: BTreeMap<String, Vec<Ipv4Addr>> = self
+            .calico_nodes
+            .iter()
+            .map(|(name, n)| (name.clone(), published_borrowed(n)))
+            .filter(|(_, a)| !a.is_empty())
+            .collect();
+        let plan = plan_wireguard(me, &nns.spec.dataplane, &nodes, &blocks, &borrowed);
         let address = nns
             .spec
             .wireguard_interface_ipv4_address

@@ -5,10 +5,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use ocelot::ipam::{Attr, Block};
 use ocelot_e2e::agent::{AgentLab, NodeAgent, SEED_NODES as NODES, ping_once, pod_pair};
+use ocelot_e2e::ctl::ipam_block;
 use ocelot_e2e::lab::{Netns, Node};
-use ocelot_e2e::operator::{apply, fixture, get_json, patch_seed_wireguard_on};
-use serde_json::Value;
+use ocelot_e2e::operator::{apply, fixture, get_json, patch_seed_wireguard_on, pod};
+use serde_json::{Value, json};
 
 fn condition(node: &str, kind: &str) -> Result<(Value, Value), String> {
     let v = get_json("nodenetworkstates.ocelot.dev", node)?;
@@ -139,6 +141,33 @@ fn wireguard_on_encrypts_pod_traffic_and_off_removes_everything() {
         table.contains(&format!("{} dev wireguard.cali", NODES[1].2)),
         "{table}"
     );
+
+    // A borrowed address: a block carried over from Calico, affine to no node, holds a pod of
+    // node2. The operator publishes it in node2's Calico Node; node1 routes its /32 into the
+    // tunnel (node2's allowed IPs), node2 keeps its own out of the tunnel, as Felix does.
+    pod("wg", "borrower", "node2", &[]);
+    let mut carried = Block::new("198.19.23.192/26".parse().unwrap(), None, None, 1);
+    let secondary = [("namespace", "wg"), ("node", "node2"), ("pod", "borrower")];
+    let secondary = secondary.map(|(k, v)| (k.to_string(), v.to_string()));
+    let attr = Attr::new(Some("k8s-pod-network.b0rr0w01"), secondary);
+    assert!(carried.assign_ordinal(5, attr, 1));
+    ipam_block(carried.to_spec());
+    s.op.wait("node2's borrowed address in its Calico Node", || {
+        let n = get_json("nodes.projectcalico.org", "node2")?;
+        (n["status"]["borrowedAddresses"] == json!(["198.19.23.197"]))
+            .then_some(())
+            .ok_or(n["status"].to_string())
+    });
+    let node2 = s.lab.node("node2").clone();
+    for (node, want) in [
+        (&node1, "198.19.23.197 dev wireguard.cali"),
+        (&node2, "throw 198.19.23.197"),
+    ] {
+        s.op.wait(&format!("{want:?} in table 1"), || {
+            let t = sh(node, "ip route show table 1");
+            t.contains(want).then_some(()).ok_or(t)
+        });
+    }
 
     // Pod traffic: only WireGuard UDP on the fabric, no plain ICMP.
     ping_eventually(&na, b);

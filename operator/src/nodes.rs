@@ -199,6 +199,8 @@ async fn statuses(ctx: &Ctx, feed: &Feed, keys: &BTreeMap<String, String>) -> us
         .config("default")
         .and_then(|c| c.as_number)
         .unwrap_or(DEFAULT_AS);
+    // Once per pass, over every block (Felix reads them from every IPAMBlock).
+    let mut borrowed = feed.ipam.borrowed_addresses();
     let mut writes = 0;
     for (name, n) in &feed.calico_nodes {
         let mut pod_cidrs: Vec<String> = feed
@@ -208,11 +210,19 @@ async fn statuses(ctx: &Ctx, feed: &Feed, keys: &BTreeMap<String, String>) -> us
             .map(|b| b.to_string())
             .collect();
         pod_cidrs.sort();
+        let mut borrowed_addresses: Vec<String> = borrowed
+            .remove(name)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        borrowed_addresses.sort();
         let have = n.status.clone().unwrap_or_default();
         let want = NodeStatus {
             wireguard_public_key: keys.get(name).cloned(),
             wireguard_public_key_v6: have.wireguard_public_key_v6.clone(),
             pod_cidrs,
+            borrowed_addresses,
             bgp_listen_port: n.spec.bgp.is_some().then(|| feed.index.listen_port(name)),
             as_number: node_asn_column(n, cluster_as),
         };

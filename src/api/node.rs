@@ -165,6 +165,12 @@ pub struct NodeStatus {
     /// Pod CIDRs of the Kubernetes node.
     #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
     pub pod_cidrs: Vec<String>,
+    /// Addresses this node's workloads hold in blocks not affine to it (borrowed, with
+    /// strictAffinity off; e.g. blocks carried over from Calico), published by the operator
+    /// (Ocelot's addition to Calico's schema) so WireGuard peers route them to this node as
+    /// Felix does. Felix reads them from every IPAMBlock; agents here watch only their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub borrowed_addresses: Vec<String>,
     /// The TCP port this node's BIRD listens on, published by the operator (Ocelot's addition to
     /// Calico's schema) so mesh peers dial it: confd reads it from `node.<name>` BGPConfiguration.
     #[serde(default, skip_serializing_if = "Option::is_none")]

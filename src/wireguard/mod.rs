@@ -18,7 +18,7 @@ pub use check::{KeyProblem, check_reported_key};
 pub use keys::{KEY_LEN, KeyError, PrivateKey, PublicKey};
 pub use plan::{
     Peer, RouteAction, RoutingRule, SkipReason, SkippedNode, TableRoute, WireguardNode,
-    WireguardPlan, plan_wireguard, published_blocks,
+    WireguardPlan, plan_wireguard, published_blocks, published_borrowed,
 };
 
 #[cfg(test)]

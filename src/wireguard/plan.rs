@@ -63,6 +63,18 @@ pub fn published_blocks(node: &Node) -> Vec<Ipv4Net> {
         .unwrap_or_default()
 }
 
+/// The IPv4 addresses a Calico Node publishes as borrowed (`status.borrowedAddresses`), for
+/// [`plan_wireguard`]'s `borrowed`; other entries are skipped (the operator writes them).
+pub fn published_borrowed(node: &Node) -> Vec<Ipv4Addr> {
+    node.status
+        .as_ref()
+        .map(|s| {
+            let parsed = s.borrowed_addresses.iter().map(|a| a.parse::<Ipv4Addr>());
+            parsed.filter_map(Result::ok).collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One WireGuard peer of this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {

@@ -459,11 +459,17 @@ fn table_routes_become_kernel_routes_in_the_wireguard_table() {
 }
 
 #[test]
-fn published_blocks_come_from_the_calico_node_status() {
+fn published_blocks_and_borrowed_addresses_come_from_the_calico_node_status() {
     let n: Node = serde_yaml::from_str(
         "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: node2\nspec: {}\n\
-         status:\n  podCIDRs: [198.19.21.64/26, nonsense]\n",
+         status:\n  podCIDRs: [198.19.21.64/26, nonsense]\n\
+         \x20 borrowedAddresses: [198.19.23.197, 'fd00::5', nonsense]\n",
     )
     .unwrap();
     assert_eq!(published_blocks(&n), vec![net("198.19.21.64/26")]);
+    // IPv4 only: the plan is of the IPv4 device.
+    assert_eq!(
+        published_borrowed(&n),
+        vec!["198.19.23.197".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
 }
