@@ -87,10 +87,7 @@ pub async fn write_block(client: &Client, stored: &IPAMBlock, w: &BlockWrite) ->
     };
     match w.kind {
         WriteKind::Update => {
-            let mut obj = stored.clone();
-            obj.spec = w.spec.clone();
-            obj.metadata.resource_version = rv;
-            obj.metadata.managed_fields = None;
+            let obj = ocelot::ipam::block_update(&stored.metadata, w.spec.clone());
             let pp = PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..PostParams::default()
