@@ -85,7 +85,6 @@ impl Agent {
             .calico_nodes
             .iter()
             .map(|(name, n)| (name.clone(), published_borrowed(n)))
-            .filter(|(_, a)| !a.is_empty())
             .collect();
         let plan = plan_wireguard(me, &nns.spec.dataplane, &nodes, &blocks, &borrowed);
         let address = nns

@@ -69,8 +69,10 @@ pub fn published_borrowed(node: &Node) -> Vec<Ipv4Addr> {
     node.status
         .as_ref()
         .map(|s| {
-            let parsed = s.borrowed_addresses.iter().map(|a| a.parse::<Ipv4Addr>());
-            parsed.filter_map(Result::ok).collect()
+            s.borrowed_addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
         })
         .unwrap_or_default()
 }
